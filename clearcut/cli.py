@@ -1,0 +1,82 @@
+"""The ``clearcut`` command: models, remove, dev, config."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _models_fetch(args) -> int:
+    from clearcut.models.registry import BUILTIN
+    from clearcut.models.store import ModelStore
+
+    store = ModelStore()
+    for name in args.names or list(BUILTIN):
+        path = store.fetch(name, force=args.force)
+        print(f"{name}: {path} (sha256 verified)")
+    return 0
+
+
+def _models_list(args) -> int:
+    from clearcut.models.store import ModelStore
+
+    rows = ModelStore().describe()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':15} {'cached':6} {'size':>10} {'input':>5} {'norm':8} {'sha256':16} source / licence")
+    for r in rows:
+        size = f"{r['size_bytes'] / 1e6:.1f} MB" if r["size_bytes"] else "-"
+        print(f"{r['name']:15} {'yes' if r['cached'] else 'no':6} {size:>10} {r['input_size']:>5} "
+              f"{r['normalisation']:8} {r['sha256'][:16]} {r['source']} / {r['licence']}")
+    return 0
+
+
+def _config(args) -> int:
+    from clearcut import config
+
+    print(config.markdown_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clearcut", description="Self-hosted background removal.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    models = sub.add_parser("models", help="fetch and list segmentation models")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    fetch = models_sub.add_parser("fetch", help="fetch and verify models (default: all built-in)")
+    fetch.add_argument("names", nargs="*")
+    fetch.add_argument("--force", action="store_true", help="download again even if cached")
+    fetch.set_defaults(func=_models_fetch)
+    listing = models_sub.add_parser("list", help="list known models")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=_models_list)
+
+    cfg = sub.add_parser("config", help="print the configuration table (markdown)")
+    cfg.set_defaults(func=_config)
+
+    from clearcut import remove_cli
+    remove_cli.register(sub)
+    try:
+        from clearcut import dev
+    except ImportError:  # pragma: no cover - only while the supervisor is being written
+        dev = None
+    if dev is not None:
+        dev.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from clearcut.errors import ClearcutError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ClearcutError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

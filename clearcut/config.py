@@ -1,0 +1,82 @@
+"""Settings: declared once (name, default, help), read from the environment, validated.
+
+Every variable the code reads is declared in ``SETTINGS`` so the README table can be generated
+from this module (``clearcut config --markdown``) and nothing is read ad hoc elsewhere.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str
+    help: str
+    parse: Callable[[str], object] = str
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be > 0")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be > 0")
+    return number
+
+
+SETTINGS: dict[str, Setting] = {
+    s.env: s
+    for s in [
+        Setting("CLEARCUT_MODEL_DIR", "./var/models", "Where verified model files are cached.", Path),
+        Setting("CLEARCUT_DEFAULT_MODEL", "quality",
+                "Model used when a request names none: a preset (`quality`: ISNet and U2-Net combined; "
+                "`fast`: ISNet alone) or a model name from `clearcut models list`."),
+        Setting("CLEARCUT_MAX_MEGAPIXELS", "50", "Largest accepted input, in megapixels (checked before decoding).",
+                _positive_float),
+        Setting("CLEARCUT_CUSTOM_MODELS", "",
+                "Extra models, `;`-separated `name=path_or_https_url|sha256|size|norm` entries; norm is "
+                "`isnet` (x/255-0.5) or `imagenet`."),
+        Setting("CLEARCUT_ORT_THREADS", "0",
+                "ONNX Runtime intra-op threads per process (0 = all cores / worker concurrency).", int),
+        Setting("CLEARCUT_DATA_DIR", "./var", "Root for local state made by `clearcut dev` (database, S3, logs).",
+                Path),
+        Setting("CLEARCUT_DATABASE_URL", "", "SQLAlchemy URL (empty: SQLite under CLEARCUT_DATA_DIR)."),
+        Setting("CLEARCUT_REDIS_URL", "", "Broker URL (empty: `clearcut dev` starts an embedded Valkey)."),
+        Setting("CLEARCUT_S3_ENDPOINT", "", "S3 endpoint URL (empty: `clearcut dev` starts SeaweedFS)."),
+        Setting("CLEARCUT_S3_BUCKET", "clearcut", "Bucket for originals and results."),
+        Setting("CLEARCUT_S3_ACCESS_KEY", "clearcut-dev", "S3 access key id."),
+        Setting("CLEARCUT_S3_SECRET_KEY", "clearcut-dev-secret", "S3 secret access key."),
+        Setting("CLEARCUT_S3_REGION", "us-east-1", "S3 region name."),
+        Setting("CLEARCUT_API_HOST", "127.0.0.1", "Address the API binds to."),
+        Setting("CLEARCUT_API_PORT", "8080", "Port the API listens on.", _positive_int),
+        Setting("CLEARCUT_S3_PORT", "8333", "S3 port of the SeaweedFS that `clearcut dev` starts.", _positive_int),
+        Setting("CLEARCUT_REDIS_PORT", "6390", "Port of the Valkey that `clearcut dev` starts.", _positive_int),
+        Setting("CLEARCUT_WORKER_CONCURRENCY", "1", "Celery worker processes per worker node.", _positive_int),
+    ]
+}
+
+
+def get(env: str, environ: dict[str, str] | None = None):
+    """Parsed value of one declared setting; raises ValueError naming the variable on bad input."""
+    setting = SETTINGS[env]
+    raw = (environ if environ is not None else os.environ).get(env, "") or setting.default
+    try:
+        return setting.parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"{env}={raw!r} is invalid: {exc}") from None
+
+
+def markdown_table() -> str:
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for s in SETTINGS.values():
+        rows.append(f"| `{s.env}` | `{s.default}` | {s.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Model store (fetch + verify) and ONNX Runtime segmentation sessions."""
