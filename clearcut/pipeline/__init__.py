@@ -1,0 +1,96 @@
+"""The cutout pipeline: one pure function of (image bytes, options) -> (result bytes, metadata).
+
+Steps: decode -> segment (model proxy) -> refine (full-resolution matte + foreground colours)
+-> compose (size, crop, despill, background, channels) -> encode. Each step lives in its own module;
+this one only orders them and records timings.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clearcut import config
+from clearcut.models.registry import spec
+from clearcut.models.store import ModelStore
+from clearcut.options import Options
+from clearcut.pipeline import compose, refine, segment
+from clearcut.pipeline.decode import decode
+from clearcut.pipeline.encode import CONTENT_TYPES, encode
+
+
+@dataclass
+class Result:
+    data: bytes
+    content_type: str
+    metadata: dict = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        yield
+        self.timings[stage] = round((time.perf_counter() - start) * 1000, 2)
+
+
+def process(data: bytes, options: Options | None = None, *, store: ModelStore | None = None) -> Result:
+    options = options or Options()
+    timer = _Timer()
+    with timer("decode"):
+        image = decode(data, max_megapixels=config.get("CLEARCUT_MAX_MEGAPIXELS"))
+    models = segment.resolve_models(options.model)
+    with timer("infer"):
+        matte_lo, proxy = segment.predict(image.rgb, models, store)
+    with timer("refine"):
+        # Without crop the output size is known now: work at that size (cheaper than full then shrink).
+        work_size = ((image.width, image.height) if options.crop
+                     else compose.target_size(image.width, image.height, options.size))
+        rgb = compose.resize_rgb(image.rgb, work_size)
+        alpha = refine.clean_alpha(refine.guided_upsample(matte_lo, proxy, rgb))
+        if image.alpha is not None:  # already-transparent input: never make hidden pixels visible
+            alpha = np.minimum(alpha, compose.resize_rgb(image.alpha, work_size).astype(np.float32) / 255.0)
+        needs_colour = options.channels == "rgba" and alpha.size and bool(((alpha > 0) & (alpha < 1)).any())
+        fg = refine.estimate_foreground(rgb, alpha) if needs_colour else rgb
+    with timer("compose"):
+        scale = rgb.shape[1] / image.width
+        bbox_work = compose.bounding_box(alpha > 0)
+        if options.crop and bbox_work is not None:
+            left, top, right, bottom = compose.crop_box(bbox_work, options.crop_margin, *work_size)
+            fg, alpha = fg[top:bottom, left:right], alpha[top:bottom, left:right]
+            out_size = compose.target_size(right - left, bottom - top, options.size)
+            if out_size != (right - left, bottom - top):
+                scale *= out_size[0] / (right - left)
+                fg = compose.resize_rgb(fg, out_size)
+                alpha = compose.resize_rgb(alpha, out_size)
+        pixels = compose.finish(fg, alpha, options)
+        bbox_out = compose.bounding_box(alpha > 0)
+    with timer("encode"):
+        payload = encode(pixels, options.format)
+    bbox_in = None
+    if bbox_work is not None:
+        s = image.width / rgb.shape[1]
+        left, top, w, h = bbox_work
+        bbox_in = [round(left * s), round(top * s), round(w * s), round(h * s)]
+    metadata = {
+        "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
+        "input_width": image.width, "input_height": image.height, "input_format": image.source_format,
+        "foreground_input": _box_dict(bbox_in), "foreground_output": _box_dict(bbox_out),
+        "models": [{"name": m, "version": spec(m).version} for m in models],
+        "model": options.model or config.get("CLEARCUT_DEFAULT_MODEL"),
+        "format": options.format, "channels": options.channels,
+        "timings_ms": timer.timings,
+    }
+    return Result(payload, CONTENT_TYPES[options.format], metadata)
+
+
+def _box_dict(box) -> dict | None:
+    if box is None:
+        return None
+    left, top, width, height = box
+    return {"left": left, "top": top, "width": width, "height": height}

@@ -1,0 +1,73 @@
+"""Apply the output options to a full-resolution matte: size, crop, despill, background, channels."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from clearcut.options import SIZES, Margin, Options
+
+
+def target_size(width: int, height: int, size: str) -> tuple[int, int]:
+    """Largest (w, h) within the size option's pixel cap, keeping the aspect ratio; never upscales."""
+    cap = SIZES[size]
+    if cap is None or width * height <= cap:
+        return width, height
+    scale = math.sqrt(cap / (width * height))
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (rgb.shape[1], rgb.shape[0]) == size:
+        return rgb
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def bounding_box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(left, top, width, height) of pixels that are not fully transparent, or None if empty."""
+    rows = np.flatnonzero(alpha.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(alpha.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+def crop_box(bbox, margin: Margin, width: int, height: int) -> tuple[int, int, int, int]:
+    """The crop rectangle (left, top, right, bottom) around ``bbox`` plus margin, inside the image."""
+    left, top, w, h = bbox
+    scale_x, scale_y = (w, h) if margin.relative else (1, 1)
+    return (max(0, left - round(margin.left * scale_x)), max(0, top - round(margin.top * scale_y)),
+            min(width, left + w + round(margin.right * scale_x)),
+            min(height, top + h + round(margin.bottom * scale_y)))
+
+
+def despill(rgb: np.ndarray) -> np.ndarray:
+    """Limit green to the mean of red and blue, then add the removed luminance back to all channels."""
+    f = rgb.astype(np.float32)
+    r, g, b = f[:, :, 0], f[:, :, 1], f[:, :, 2]
+    excess = np.maximum(g - (r + b) * 0.5, 0.0)
+    f[:, :, 1] -= excess
+    f += (0.7152 * excess)[:, :, None]
+    return np.clip(f + 0.5, 0, 255).astype(np.uint8)
+
+
+def flatten(fg: np.ndarray, alpha: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    a = alpha[:, :, None]
+    out = fg.astype(np.float32) * a + np.asarray(color, np.float32) * (1.0 - a)
+    return (out + 0.5).astype(np.uint8)
+
+
+def to_u8(alpha: np.ndarray) -> np.ndarray:
+    return (alpha * 255.0 + 0.5).astype(np.uint8)
+
+
+def finish(fg: np.ndarray, alpha: np.ndarray, options: Options) -> np.ndarray:
+    """The output pixels: L (alpha channel), RGB (flattened) or RGBA."""
+    if options.channels == "alpha":
+        return to_u8(alpha)
+    if options.despill:
+        fg = despill(fg)
+    if options.flattened:
+        return flatten(fg, alpha, options.bg_color or (255, 255, 255))
+    return np.dstack([fg, to_u8(alpha)])

@@ -1,0 +1,61 @@
+"""Run the segmentation model(s) on a downscaled proxy and combine their predictions.
+
+Presets: ``fast`` runs ISNet alone; ``quality`` also runs U2-Net and merges the two predictions where
+they disagree, trusting whichever is more confident at each pixel (see ``combine``).
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from clearcut import config
+from clearcut.models.session import get_session
+from clearcut.models.store import ModelStore
+
+PRESETS = {"quality": ("isnet-general", "u2net"), "fast": ("isnet-general",)}
+
+
+def resolve_models(model: str | None) -> tuple[str, ...]:
+    name = model or config.get("CLEARCUT_DEFAULT_MODEL")
+    return PRESETS.get(name, (name,))
+
+
+def make_proxy(rgb: np.ndarray, longer_side: int) -> np.ndarray:
+    """Lanczos-resample so the longer side equals ``longer_side`` (antialiased when shrinking)."""
+    h, w = rgb.shape[:2]
+    scale = longer_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size == (w, h):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+
+
+def combine(predictions: list[np.ndarray]) -> np.ndarray:
+    """Confidence-weighted mean: each model's vote counts by how far it is from 0.5 at that pixel.
+
+    Where the models agree this is their mean; where one is unsure (near 0.5) and the other is
+    confident, the confident one wins. Unlike a plain average, a confident correct model is not
+    dragged into a grey, half-transparent region by an uncertain one.
+    """
+    if len(predictions) == 1:
+        return predictions[0]
+    stack = np.stack(predictions)
+    weights = np.abs(stack - 0.5) * 2.0 + 1e-3
+    return (stack * weights).sum(0) / weights.sum(0)
+
+
+def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None = None,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Return (matte, proxy): the combined matte at the resolution of the largest model's proxy."""
+    sessions = [get_session(name, store) for name in models]
+    largest = max(s.size for s in sessions)
+    proxies = {size: make_proxy(rgb, size) for size in {s.size for s in sessions}}
+    guide = proxies[largest]
+    predictions = []
+    for session in sessions:
+        matte = session.predict(proxies[session.size])
+        if session.size != largest:
+            matte = np.asarray(Image.fromarray(matte).resize((guide.shape[1], guide.shape[0]),
+                                                             Image.Resampling.BILINEAR))
+        predictions.append(matte)
+    return combine(predictions), guide
