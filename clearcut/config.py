@@ -61,6 +61,15 @@ SETTINGS: dict[str, Setting] = {
         Setting("CLEARCUT_S3_PORT", "8333", "S3 port of the SeaweedFS that `clearcut dev` starts.", _positive_int),
         Setting("CLEARCUT_REDIS_PORT", "6390", "Port of the Valkey that `clearcut dev` starts.", _positive_int),
         Setting("CLEARCUT_WORKER_CONCURRENCY", "1", "Celery worker processes per worker node.", _positive_int),
+        Setting("CLEARCUT_BROKER_PREFIX", "",
+                "Prefix for every broker key and channel (lets several deployments or test runs share one Redis)."),
+        Setting("CLEARCUT_TASK_SOFT_TIME_LIMIT", "120",
+                "Seconds a task may run before it is asked to stop (SoftTimeLimitExceeded).", _positive_int),
+        Setting("CLEARCUT_TASK_TIME_LIMIT", "180",
+                "Seconds after which a task's worker process is killed; the broker visibility timeout is "
+                "derived from it (2x).", _positive_int),
+        Setting("CLEARCUT_HEALTH_TIMEOUT", "1.0",
+                "Seconds each health check (database, broker, storage, worker ping) may take.", _positive_float),
     ]
 }
 

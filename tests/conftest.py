@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.service_fixtures"]
+pytest_plugins = ["tests.service_fixtures"] if (Path(__file__).parent / "service_fixtures.py").exists() else []
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -21,3 +21,32 @@ def model_dir() -> Path:
 
     ModelStore(MODEL_DIR).fetch("u2netp")
     return MODEL_DIR
+
+os.environ.setdefault("CLEARCUT_MODEL_DIR", str(MODEL_DIR))
+
+
+def encode_image(image, fmt: str = "PNG", **save) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+def synthetic_scene(width: int = 640, height: int = 480, radius: int = 100):
+    """A red disc (default radius 100) centred on a soft blue-grey gradient; returns (PIL image, true mask)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    yy, xx = np.mgrid[0:height, 0:width]
+    bg = np.dstack([200 + 30 * xx / width, 210 + 20 * yy / height, 230 * np.ones_like(xx)]).astype(np.uint8)
+    image = Image.fromarray(bg)
+    cx, cy = width // 2, height // 2
+    ImageDraw.Draw(image).ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=(200, 30, 40))
+    mask = ((xx - cx) ** 2 + (yy - cy) ** 2) <= radius ** 2
+    return image, mask
+
+
+@pytest.fixture(scope="session")
+def scene():
+    return synthetic_scene()

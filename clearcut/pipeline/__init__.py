@@ -59,7 +59,7 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
         fg = refine.estimate_foreground(rgb, alpha) if needs_colour else rgb
     with timer("compose"):
         scale = rgb.shape[1] / image.width
-        bbox_work = compose.bounding_box(alpha > 0)
+        bbox_work = compose.bounding_box(alpha >= compose.SUBJECT_ALPHA)
         if options.crop and bbox_work is not None:
             left, top, right, bottom = compose.crop_box(bbox_work, options.crop_margin, *work_size)
             fg, alpha = fg[top:bottom, left:right], alpha[top:bottom, left:right]
@@ -69,7 +69,7 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
                 fg = compose.resize_rgb(fg, out_size)
                 alpha = compose.resize_rgb(alpha, out_size)
         pixels = compose.finish(fg, alpha, options)
-        bbox_out = compose.bounding_box(alpha > 0)
+        bbox_out = compose.bounding_box(alpha >= compose.SUBJECT_ALPHA)
     with timer("encode"):
         payload = encode(pixels, options.format)
     bbox_in = None

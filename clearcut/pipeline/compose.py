@@ -8,6 +8,10 @@ import numpy as np
 
 from clearcut.options import SIZES, Margin, Options
 
+# The subject's box (foreground metadata, crop) counts pixels at least this opaque; fainter ones are
+# soft edge tails that would otherwise widen the box by a few pixels of almost invisible haze.
+SUBJECT_ALPHA = 0.1
+
 
 def target_size(width: int, height: int, size: str) -> tuple[int, int]:
     """Largest (w, h) within the size option's pixel cap, keeping the aspect ratio; never upscales."""

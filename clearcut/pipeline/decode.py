@@ -45,6 +45,8 @@ def _open(data: bytes) -> Image.Image:
                            code="invalid_image")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge("the image's dimensions are too large to decode", code="image_too_large")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise CorruptImage(f"the image header is truncated or corrupt ({exc}); re-export or re-upload the file")
 
 
 def decode(data: bytes, *, max_megapixels: float) -> Decoded:
@@ -53,6 +55,7 @@ def decode(data: bytes, *, max_megapixels: float) -> Decoded:
         raise UnsupportedFormat(
             f"{image.format} images are not supported; send JPEG, PNG, WebP, TIFF, BMP or GIF",
             format=image.format)
+    source_format = SUPPORTED[image.format]
     width, height = image.size
     if width < 1 or height < 1:
         raise CorruptImage("the image has no pixels")
@@ -67,9 +70,9 @@ def decode(data: bytes, *, max_megapixels: float) -> Decoded:
         image = ImageOps.exif_transpose(image)
         rgb, alpha = _to_rgb_alpha(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise CorruptImage(f"the {SUPPORTED[image.format] if image.format else 'image'} data is truncated or "
-                           f"corrupt ({exc}); re-export or re-upload the file")
-    return Decoded(rgb, alpha, SUPPORTED[image.format] if image.format else "unknown")
+        raise CorruptImage(f"the {source_format} data is truncated or corrupt ({exc}); "
+                           "re-export or re-upload the file")
+    return Decoded(rgb, alpha, source_format)
 
 
 def _to_rgb_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -92,7 +95,4 @@ def _to_rgb_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         if alpha.min() == 255:
             return np.ascontiguousarray(rgba[:, :, :3]), None
         return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(alpha)
-    if mode == "CMYK" and image.info.get("adobe"):
-        # Adobe CMYK JPEGs are stored inverted; Pillow already handles this in convert("RGB").
-        pass
     return np.asarray(image.convert("RGB")), None

@@ -5,6 +5,8 @@ they disagree, trusting whichever is more confident at each pixel (see ``combine
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from PIL import Image
 
@@ -44,16 +46,26 @@ def combine(predictions: list[np.ndarray]) -> np.ndarray:
     return (stack * weights).sum(0) / weights.sum(0)
 
 
+# infer(model name, proxy) -> probability at the proxy's size. The default runs the ONNX session; the
+# benchmarks pass a caching one so experiments do not re-run the networks.
+Infer = Callable[[str, np.ndarray], np.ndarray]
+
+
+def session_infer(store: ModelStore | None = None) -> Infer:
+    return lambda name, proxy: get_session(name, store).predict(proxy)
+
+
 def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None = None,
-            ) -> tuple[np.ndarray, np.ndarray]:
+            *, infer: Infer | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return (matte, proxy): the combined matte at the resolution of the largest model's proxy."""
+    infer = infer or session_infer(store)
     sessions = [get_session(name, store) for name in models]
     largest = max(s.size for s in sessions)
     proxies = {size: make_proxy(rgb, size) for size in {s.size for s in sessions}}
     guide = proxies[largest]
     predictions = []
     for session in sessions:
-        matte = session.predict(proxies[session.size])
+        matte = infer(session.model.name, proxies[session.size])
         if session.size != largest:
             matte = np.asarray(Image.fromarray(matte).resize((guide.shape[1], guide.shape[0]),
                                                              Image.Resampling.BILINEAR))

