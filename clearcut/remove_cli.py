@@ -1,7 +1,121 @@
-"""``clearcut remove``: batch cutouts of files, folders and stdin (filled in below)."""
+"""``clearcut remove``: cutouts for files, folders (recursively, keeping the tree) and stdin.
+
+Output naming: with one input file and ``-o`` ending in an image extension, that file; with ``-o`` a
+folder, the inputs' relative paths inside it; without ``-o``, ``NAME.cutout.EXT`` beside each input
+(an input is never overwritten); stdin (``-``) goes to stdout unless ``-o`` names a file. A failed file
+is reported and skipped; the exit code is 1 when anything failed.
+"""
 from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from clearcut.errors import ClearcutError
+from clearcut.options import FORMATS, Options, parse
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+
+
+@dataclass
+class Job:
+    source: Path | None  # None: stdin
+    target: Path | None  # None: stdout
 
 
 def register(sub) -> None:
     p = sub.add_parser("remove", help="remove backgrounds from files, folders or stdin")
-    p.set_defaults(func=lambda args: 0)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, or - for stdin")
+    p.add_argument("-o", "--output", help="output file (one input) or folder")
+    p.add_argument("--format", default="png", help="png, jpg, webp, bmp, tiff, gif (default png)")
+    p.add_argument("--channels", default="rgba", help="rgba or alpha")
+    p.add_argument("--size", default="full", help="preview, medium, hd, full, auto")
+    p.add_argument("--bg-color", help="flatten onto this colour (CSS name or hex)")
+    p.add_argument("--crop", action="store_true", help="crop to the subject")
+    p.add_argument("--crop-margin", help="margin around the crop: 30px, 10%%, '10px 20px'")
+    p.add_argument("--despill", action="store_true", help="reduce green-screen spill")
+    p.add_argument("--model", help="quality, fast, or a model name (default: CLEARCUT_DEFAULT_MODEL)")
+    p.add_argument("--workers", type=int, default=1, help="images processed in parallel")
+    p.set_defaults(func=run)
+
+
+def _options(args) -> Options:
+    return parse({"format": args.format, "channels": args.channels, "size": args.size,
+                  "bg_color": args.bg_color, "crop": args.crop, "crop_margin": args.crop_margin,
+                  "despill": args.despill, "model": args.model})
+
+
+def plan(inputs: list[str], output: str | None, extension: str) -> list[Job]:
+    """Map inputs to output paths (see the module docstring); raises ValueError on impossible plans."""
+    out = Path(output) if output else None
+    single_file_out = out is not None and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
+    jobs: list[Job] = []
+    for raw in inputs:
+        if raw == "-":
+            jobs.append(Job(None, out if single_file_out else None))
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            for source in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+                relative = source.relative_to(path).with_suffix(f".{extension}")
+                target = (out / path.name / relative) if out else source.with_name(f"{source.stem}.cutout.{extension}")
+                jobs.append(Job(source, target))
+        else:
+            if single_file_out:
+                target = out
+            elif out:
+                target = out / f"{path.stem}.{extension}"
+            else:
+                target = path.with_name(f"{path.stem}.cutout.{extension}")
+            jobs.append(Job(path, target))
+    if single_file_out and len(jobs) != 1:
+        raise ValueError(f"-o {output} names one file but there are {len(jobs)} inputs; give a folder instead")
+    if sum(job.target is None for job in jobs) > 1:
+        raise ValueError("only one input can be written to stdout")
+    return jobs
+
+
+def _process(job: Job, options: Options) -> dict:
+    from clearcut.pipeline import process
+
+    data = sys.stdin.buffer.read() if job.source is None else job.source.read_bytes()
+    result = process(data, options)
+    if job.target is None:
+        sys.stdout.buffer.write(result.data)
+        sys.stdout.buffer.flush()
+    else:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        job.target.write_bytes(result.data)
+    return result.metadata
+
+
+def run(args) -> int:
+    options = _options(args)
+    try:
+        jobs = plan(args.inputs, args.output, options.format)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not jobs:
+        print("error: no images found in the inputs", file=sys.stderr)
+        return 1
+    from tqdm import tqdm
+
+    failures: list[tuple[Job, str]] = []
+    with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool, \
+            tqdm(total=len(jobs), unit="img", disable=len(jobs) < 2, file=sys.stderr) as bar:
+        futures = {pool.submit(_process, job, options): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                future.result()
+            except ClearcutError as exc:
+                failures.append((job, f"{exc.code}: {exc.message}"))
+            except OSError as exc:
+                failures.append((job, f"io_error: {exc}"))
+            bar.update()
+    for job, reason in failures:
+        print(f"failed: {job.source or '<stdin>'}: {reason}", file=sys.stderr)
+    print(f"{len(jobs) - len(failures)} succeeded, {len(failures)} failed", file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,62 @@
+"""The ``clearcut`` command end to end, as a subprocess (real model, real files)."""
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import ROOT, encode_image, synthetic_scene
+
+
+def clearcut(*args, stdin: bytes | None = None, model_dir=None):
+    env = {**os.environ, "CLEARCUT_MODEL_DIR": str(model_dir), "CLEARCUT_DEFAULT_MODEL": "u2netp"}
+    return subprocess.run([sys.executable, "-m", "clearcut.cli", *args], input=stdin, capture_output=True,
+                          env=env, cwd=ROOT, timeout=300)
+
+
+def test_folder_tree_with_a_broken_file(tmp_path, model_dir):
+    image, mask = synthetic_scene(320, 240, radius=60)
+    (tmp_path / "in" / "shoes").mkdir(parents=True)
+    (tmp_path / "in" / "a.jpg").write_bytes(encode_image(image, "JPEG", quality=95))
+    (tmp_path / "in" / "shoes" / "b.png").write_bytes(encode_image(image, "PNG"))
+    (tmp_path / "in" / "shoes" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "in" / "notes.txt").write_text("not an image, skipped")
+    result = clearcut("remove", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--workers", "2", model_dir=model_dir)
+    assert result.returncode == 1
+    stderr = result.stderr.decode()
+    assert "2 succeeded, 1 failed" in stderr and "broken.jpg: corrupt_image" in stderr
+    out_a = Image.open(tmp_path / "out" / "in" / "a.png")
+    out_b = Image.open(tmp_path / "out" / "in" / "shoes" / "b.png")
+    for out in (out_a, out_b):
+        alpha = np.asarray(out)[:, :, 3] > 127
+        assert out.mode == "RGBA" and ((alpha & mask).sum() / (alpha | mask).sum()) > 0.9
+    assert not (tmp_path / "out" / "in" / "notes.png").exists()
+
+
+def test_stdin_to_stdout_with_options(model_dir):
+    image, _ = synthetic_scene(320, 240, radius=60)
+    result = clearcut("remove", "-", "--format", "jpg", "--bg-color", "black", "--crop", stdin=encode_image(image),
+                      model_dir=model_dir)
+    assert result.returncode == 0, result.stderr
+    out = Image.open(io.BytesIO(result.stdout))
+    assert out.format == "JPEG" and 115 <= out.size[0] <= 135
+    assert np.asarray(out)[0, 0].max() < 30  # black corner outside the disc
+
+
+def test_single_file_default_name_and_bad_option(tmp_path, model_dir):
+    image, _ = synthetic_scene(320, 240, radius=60)
+    source = tmp_path / "photo.png"
+    source.write_bytes(encode_image(image))
+    ok = clearcut("remove", str(source), "--channels", "alpha", model_dir=model_dir)
+    assert ok.returncode == 0 and Image.open(tmp_path / "photo.cutout.png").mode == "L"
+    bad = clearcut("remove", str(source), "--bg-color", "bluish", model_dir=model_dir)
+    assert bad.returncode == 2 and b"invalid_bg_color" in bad.stderr
+
+
+def test_models_list_and_config(model_dir):
+    listing = clearcut("models", "list", model_dir=model_dir)
+    assert listing.returncode == 0 and b"u2netp" in listing.stdout and b"isnet-general" in listing.stdout
+    table = clearcut("config", model_dir=model_dir)
+    assert b"CLEARCUT_MAX_MEGAPIXELS" in table.stdout
