@@ -1,0 +1,107 @@
+"""Celery app factory and queue discipline.
+
+* Late acks + reject-on-worker-lost + prefetch 1: a task is removed from the queue only after it
+  finished, and a worker killed mid-task (OOM, SIGKILL) hands it back instead of losing it.
+* Soft/hard time limits bound a stuck inference; the broker visibility timeout is twice the hard
+  limit so Redis never redelivers a task that is still legitimately running.
+* Two queues: ``cpu`` (the default, what ``clearcut dev`` consumes) and ``gpu`` (GPU workers run
+  with ``-Q gpu``).
+
+``celery -A worker.celery_app worker -Q cpu`` finds the module-level ``celery`` app, built on
+first access from the environment (CLEARCUT_REDIS_URL, ...); importing this module connects to
+nothing.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from celery import Celery
+from kombu import Queue
+
+from clearcut import config
+
+QUEUES = ("cpu", "gpu")
+DEFAULT_QUEUE = "cpu"
+
+_control_registered = False
+
+
+def create_celery(broker_url: str | None = None, *, environ: Mapping[str, str] | None = None,
+                  result_backend: str | None = None) -> Celery:
+    """A configured Celery app. ``broker_url`` None: the CLEARCUT_REDIS_URL setting (or dev default)."""
+    from clearcut.endpoints import redis_url
+
+    env = dict(environ) if environ is not None else None
+    broker_url = broker_url or redis_url(env)
+    soft = config.get("CLEARCUT_TASK_SOFT_TIME_LIMIT", env)
+    hard = max(config.get("CLEARCUT_TASK_TIME_LIMIT", env), soft + 1)
+    transport = {
+        "visibility_timeout": 2 * hard,
+        "socket_connect_timeout": 3,
+        "socket_timeout": 10,
+    }
+    prefix = config.get("CLEARCUT_BROKER_PREFIX", env)
+    if prefix:
+        transport["global_keyprefix"] = prefix
+
+    app = Celery("clearcut", broker=broker_url, backend=result_backend or broker_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=soft,
+        task_time_limit=hard,
+        broker_transport_options=transport,
+        result_backend_transport_options=dict(transport),
+        broker_connection_retry_on_startup=True,
+        task_queues=[Queue(name, routing_key=name) for name in QUEUES],
+        task_default_queue=DEFAULT_QUEUE,
+        task_default_routing_key=DEFAULT_QUEUE,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=3600,
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        broker_channel_error_retry=True,
+    )
+    from worker import tasks
+
+    tasks.register(app)
+    _register_control_commands()
+    return app
+
+
+def _register_control_commands() -> None:
+    """``clearcut_info``: answered by the worker's main process even while a task runs, so health
+    checks see busy workers as alive. Registered once, when the first app is created."""
+    global _control_registered
+    if _control_registered:
+        return
+    from celery.worker.control import inspect_command
+
+    @inspect_command(name="clearcut_info")
+    def clearcut_info(state, **kwargs):
+        from worker.info import worker_info
+
+        queues = []
+        try:
+            queues = sorted(q.name for q in state.consumer.task_consumer.queues)
+        except Exception:  # noqa: BLE001 - consumer not fully started yet
+            pass
+        return worker_info(queues)
+
+    _control_registered = True
+
+
+_app: Celery | None = None
+
+
+def __getattr__(name: str):
+    # Lazy module attribute (PEP 562): the Celery CLI looks up ``celery`` (or ``app``) here.
+    global _app
+    if name in ("celery", "app"):
+        if _app is None:
+            _app = create_celery()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
