@@ -58,3 +58,14 @@ class ModelError(ClearcutError):
 
 class ChecksumMismatch(ModelError):
     code = "model_checksum_mismatch"
+
+
+class AuthError(ClearcutError):
+    """Missing or invalid key (401); revoked key or inactive account (403)."""
+    status = 401
+    code = "invalid_api_key"
+
+
+class NotFound(ClearcutError):
+    status = 404
+    code = "not_found"

@@ -1,0 +1,114 @@
+"""Per-stage pipeline time and peak RSS for 1, 4, 12 and 24 MP JPEG inputs, PNG and JPG output.
+
+Each (size, format) case runs in a fresh subprocess so peak RSS is that case's own. The model's own
+time is measured separately (session.run on the prepared proxy) so the overhead of everything else —
+decode, proxy resampling, refinement, compositing, encoding — can be stated as a share of it.
+
+    .venv/bin/python benchmarks/speed.py [--model quality|fast|NAME] [--sizes 1,4,12,24] [--repeat 2]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE = ROOT.parent / "shared" / "eval" / "product" / "images"
+
+
+def make_input(megapixels: float) -> bytes:
+    """A real photo Lanczos-resampled to the requested size, saved as a quality-90 JPEG."""
+    from PIL import Image
+
+    candidates = sorted(SOURCE.glob("dis_*")) or sorted((ROOT.parent / "shared/eval/dev/images").glob("*.jpg"))
+    image = Image.open(max(candidates, key=lambda p: p.stat().st_size)).convert("RGB")
+    scale = (megapixels * 1e6 / (image.width * image.height)) ** 0.5
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def run_case(megapixels: float, fmt: str, model: str, repeat: int) -> dict:
+    """Runs inside the child process."""
+    import numpy as np
+
+    from clearcut.models.session import get_session
+    from clearcut.options import parse
+    from clearcut.pipeline import process, segment
+
+    data = make_input(megapixels)
+    options = parse({"format": fmt, "model": model})
+    process(data, options)  # warm-up: sessions created, caches filled
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = process(data, options)
+        runs.append((time.perf_counter() - start) * 1000)
+        timings = result.metadata["timings_ms"]
+    # The models' own time, on proxies prepared outside the timer.
+    from clearcut.pipeline.decode import decode
+
+    rgb = decode(data, max_megapixels=1000).rgb
+    model_ms = 0.0
+    for name in segment.resolve_models(model):
+        session = get_session(name)
+        proxy = segment.make_proxy(rgb, session.size)
+        start = time.perf_counter()
+        for _ in range(repeat):
+            session.predict(proxy)
+        model_ms += (time.perf_counter() - start) * 1000 / repeat
+    total = float(np.median(runs))
+    return {
+        "megapixels": megapixels, "width": result.metadata["input_width"], "height": result.metadata["input_height"],
+        "format": fmt, "model": model, "total_ms": round(total, 1), "model_ms": round(model_ms, 1),
+        "overhead_ms": round(total - model_ms, 1), "overhead_pct": round(100 * (total - model_ms) / model_ms, 1),
+        "stages_ms": timings, "output_bytes": len(result.data),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="quality")
+    parser.add_argument("--sizes", default="1,4,12,24")
+    parser.add_argument("--formats", default="png,jpg")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        mp, fmt = args.case.split(":")
+        print(json.dumps(run_case(float(mp), fmt, args.model, args.repeat)))
+        return 0
+    rows = []
+    print(f"{'MP':>4} {'fmt':4} {'total ms':>9} {'model ms':>9} {'overhead':>9} {'decode':>7} {'infer':>7} "
+          f"{'refine':>7} {'compose':>7} {'encode':>7} {'RSS MiB':>8}")
+    for mp in args.sizes.split(","):
+        for fmt in args.formats.split(","):
+            out = subprocess.run([sys.executable, __file__, "--case", f"{mp}:{fmt}", "--model", args.model,
+                                  "--repeat", str(args.repeat)], capture_output=True, text=True, cwd=ROOT,
+                                 env={**os.environ, "CLEARCUT_MAX_MEGAPIXELS": "50"})
+            if out.returncode:
+                print(out.stderr[-2000:], file=sys.stderr)
+                return 1
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            s = row["stages_ms"]
+            print(f"{row['megapixels']:>4g} {fmt:4} {row['total_ms']:>9.0f} {row['model_ms']:>9.0f} "
+                  f"{row['overhead_pct']:>8.1f}% {s['decode']:>7.0f} {s['infer']:>7.0f} {s['refine']:>7.0f} "
+                  f"{s['compose']:>7.0f} {s['encode']:>7.0f} {row['peak_rss_mib']:>8.0f}", flush=True)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"model": args.model, "cpu_count": os.cpu_count(), "rows": rows}, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
