@@ -249,7 +249,7 @@ def write_s3_identities(path: Path, access_key: str, secret_key: str) -> Path:
     return path
 
 
-def _socket_dir(preferred: Path) -> Path:
+def socket_dir(preferred: Path) -> Path:
     # Unix socket paths are limited to 107 bytes; deep temporary directories can exceed that.
     if len(str(preferred / "seaweedfs-filer.sock")) < 100:
         return preferred
@@ -342,7 +342,7 @@ def start_seaweedfs(data_dir: Path | str = "./var", *, ports: SeaweedPorts | Non
     region = region or config.get("CLEARCUT_S3_REGION")
     s3_config = write_s3_identities(root / "s3-identities.json", access_key, secret_key)
     log_path = root / "logs" / "weed.out"
-    process = spawn(seaweed_command(root, ports, s3_config, _socket_dir(root)), log_path=log_path)
+    process = spawn(seaweed_command(root, ports, s3_config, socket_dir(root)), log_path=log_path)
     service = SeaweedFS(process, f"http://{LOCALHOST}:{ports.s3}", bucket, access_key, secret_key, region,
                         root, log_path)
     try:
