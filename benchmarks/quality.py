@@ -1,0 +1,262 @@
+"""Segmentation quality of the pipeline's matte against human masks.
+
+    python benchmarks/quality.py --set ../shared/eval/dev --model quality [--limit N]
+        [--plain] [--json out.json] [--csv out.csv]
+
+``--model`` is a model name (isnet-general, u2net, u2netp) or a preset (fast, quality). By default the
+matte comes from the real pipeline code path: ``segment.predict`` -> ``refine.guided_upsample`` at the
+image's full resolution -> ``refine.clean_alpha``. ``--plain`` instead measures what the usual
+open-source remover does with one model: stretch the image to the network's square input (bilinear),
+predict, bilinear-resize the output back to full resolution (no refinement, no cleaning).
+
+Metrics, per image, then averaged overall and per sequence (DAVIS: the sequence name; product: the
+prefix ccp / dis / grabcut; a sequence mean is the mean of its images, and the overall mean is over
+all images):
+
+* IoU of (alpha >= 0.5) with (mask >= 128);
+* MAE of alpha (0..1) against mask (0..1);
+* boundary F (DAVIS-style, Perazzi et al. 2016): boundary pixels of both binary masks are matched
+  within a tolerance of ``ceil(0.008 * image diagonal)`` px (8 px at 854x480); precision = share of
+  predicted boundary pixels near a true one, recall = the converse, F = their harmonic mean.
+
+Mask value 128 (GrabCut's "unknown" band) is excluded from every metric.
+
+Network outputs are cached on disk under ``var/cache/preds/<model>/<sha1 of the network input>.npy``
+(float16), so re-running with another combination or refinement does not re-run the networks; the
+key is the exact proxy handed to the network, so changing the resampling invalidates it by itself.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clearcut.models.session import get_session  # noqa: E402
+from clearcut.models.store import ModelStore  # noqa: E402
+from clearcut.pipeline import refine, segment  # noqa: E402
+
+CACHE = ROOT / "var" / "cache" / "preds"
+UNKNOWN = 128
+
+
+# ---------------------------------------------------------------- cached inference
+
+class CachedInfer:
+    """``segment.Infer`` that memoises each network output on disk, keyed by model and input."""
+
+    def __init__(self, store: ModelStore | None = None, cache: Path = CACHE, *, offline: bool = False):
+        self.store, self.cache, self.offline = store, cache, offline
+        self.hits = self.misses = 0
+        self.model_seconds = 0.0
+
+    def __call__(self, name: str, proxy: np.ndarray) -> np.ndarray:
+        proxy = np.ascontiguousarray(proxy)
+        key = hashlib.sha1(f"{proxy.shape}".encode() + proxy.tobytes()).hexdigest()
+        path = self.cache / name / f"{key}.npy"
+        if path.exists():
+            self.hits += 1
+            return np.load(path).astype(np.float32)
+        if self.offline:
+            raise LookupError(f"no cached {name} prediction for this input")
+        self.misses += 1
+        start = time.perf_counter()
+        out = get_session(name, self.store).predict(proxy).astype(np.float16)
+        self.model_seconds += time.perf_counter() - start
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        tmp.replace(path)
+        return out.astype(np.float32)  # same values as a later cache hit
+
+
+# ---------------------------------------------------------------- data
+
+def load_set(set_dir: Path, limit: int | None = None) -> list[tuple[str, Path, Path]]:
+    masks = sorted((set_dir / "masks").glob("*.png"))
+    items = []
+    for mask in masks:
+        image = next((p for ext in (".jpg", ".png", ".jpeg")
+                      if (p := set_dir / "images" / f"{mask.stem}{ext}").exists()), None)
+        if image is not None:
+            items.append((mask.stem, image, mask))
+    if limit and limit < len(items):  # spread over the set (sequences) rather than the first N
+        step = len(items) / limit
+        items = [items[int(i * step)] for i in range(limit)]
+    return items
+
+
+def sequence_of(name: str) -> str:
+    if name.startswith("davis"):  # davis16val_<sequence>_<frame>
+        return name.split("_", 1)[1].rsplit("_", 1)[0]
+    return name.split("_", 1)[0]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def read_mask(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"))
+
+
+# ---------------------------------------------------------------- mattes
+
+def plain_matte(rgb: np.ndarray, model: str, infer) -> np.ndarray:
+    """The usual remover: stretch to the square input (bilinear), predict, bilinear back."""
+    size = get_session(model).size
+    h, w = rgb.shape[:2]
+    square = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))
+    out = infer(model, square)
+    return np.asarray(Image.fromarray(out).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def pipeline_matte(rgb: np.ndarray, model: str, infer, store: ModelStore | None = None) -> np.ndarray:
+    """The service's matte at full resolution (same calls as clearcut.pipeline.process)."""
+    matte_lo, proxy = segment.predict(rgb, segment.resolve_models(model), store, infer=infer)
+    return refine.clean_alpha(refine.guided_upsample(matte_lo, proxy, rgb))
+
+
+# ---------------------------------------------------------------- metrics
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels of a binary mask that differ from their right or lower neighbour (1-px boundary)."""
+    m = mask.astype(bool)
+    b = np.zeros_like(m)
+    b[:, :-1] |= m[:, :-1] != m[:, 1:]
+    b[:-1, :] |= m[:-1, :] != m[1:, :]
+    return b
+
+
+def _disk(r: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def boundary_f(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None,
+               tolerance: int | None = None) -> float:
+    """DAVIS boundary F-measure of two binary masks (tolerance defaults to 0.008 x diagonal)."""
+    if tolerance is None:
+        tolerance = math.ceil(0.008 * math.hypot(*gt.shape[:2]))
+    bp, bg = boundary(pred), boundary(gt)
+    if valid is not None:
+        bp &= valid
+        bg &= valid
+    np_, ng = int(bp.sum()), int(bg.sum())
+    if np_ == 0 and ng == 0:
+        return 1.0
+    if np_ == 0 or ng == 0:
+        return 0.0
+    k = _disk(tolerance)
+    near_g = cv2.dilate(bg.astype(np.uint8), k).astype(bool)
+    near_p = cv2.dilate(bp.astype(np.uint8), k).astype(bool)
+    precision = (bp & near_g).sum() / np_
+    recall = (bg & near_p).sum() / ng
+    return float(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+
+
+def metrics(alpha: np.ndarray, mask: np.ndarray, bf_tolerance: int | None = None) -> dict:
+    valid = mask != UNKNOWN
+    gt = mask >= UNKNOWN
+    pred = alpha >= 0.5
+    if valid.all():
+        inter, union = np.count_nonzero(pred & gt), np.count_nonzero(pred | gt)
+        mae = float(np.abs(alpha - mask.astype(np.float32) / 255.0).mean())
+        valid_mask = None
+    else:
+        inter, union = np.count_nonzero(pred & gt & valid), np.count_nonzero((pred | gt) & valid)
+        mae = float(np.abs(alpha - mask.astype(np.float32) / 255.0)[valid].mean())
+        valid_mask = valid
+    iou = 1.0 if union == 0 else inter / union
+    return {"iou": float(iou), "mae": mae, "bf": boundary_f(pred, gt, valid_mask, bf_tolerance)}
+
+
+def summarise(rows: list[dict]) -> dict:
+    keys = ("iou", "mae", "bf")
+    out = {"overall": {k: float(np.mean([r[k] for r in rows])) for k in keys} | {"n": len(rows)},
+           "sequences": {}}
+    for seq in sorted({r["sequence"] for r in rows}):
+        sub = [r for r in rows if r["sequence"] == seq]
+        out["sequences"][seq] = {k: float(np.mean([r[k] for r in sub])) for k in keys} | {"n": len(sub)}
+    out["min_sequence_iou"] = min(s["iou"] for s in out["sequences"].values())
+    return out
+
+
+# ---------------------------------------------------------------- driver
+
+def evaluate(set_dir: Path, model: str, *, plain: bool = False, limit: int | None = None,
+             infer=None, matte_fn=None, verbose: bool = True) -> tuple[list[dict], dict]:
+    infer = infer or CachedInfer()
+    rows = []
+    for i, (name, image_path, mask_path) in enumerate(load_set(set_dir, limit)):
+        rgb, mask = read_rgb(image_path), read_mask(mask_path)
+        if rgb.shape[:2] != mask.shape:
+            raise ValueError(f"{name}: image {rgb.shape[:2]} and mask {mask.shape} differ")
+        if matte_fn is not None:
+            alpha = matte_fn(rgb, infer)
+        elif plain:
+            alpha = plain_matte(rgb, model, infer)
+        else:
+            alpha = pipeline_matte(rgb, model, infer)
+        rows.append({"name": name, "sequence": sequence_of(name)} | metrics(alpha, mask))
+        if verbose and (i + 1) % 25 == 0:
+            print(f"  {i + 1} images", file=sys.stderr, flush=True)
+    return rows, summarise(rows)
+
+
+def print_table(label: str, summary: dict) -> None:
+    print(f"{label}")
+    print(f"{'sequence':<22}{'n':>4}{'mIoU':>8}{'BF':>8}{'MAE':>8}")
+    for seq, s in summary["sequences"].items():
+        print(f"{seq:<22}{s['n']:>4}{s['iou']:>8.4f}{s['bf']:>8.4f}{s['mae']:>8.4f}")
+    o = summary["overall"]
+    print(f"{'OVERALL':<22}{o['n']:>4}{o['iou']:>8.4f}{o['bf']:>8.4f}{o['mae']:>8.4f}")
+    print(f"{'min per-sequence mIoU':<34}{summary['min_sequence_iou']:>8.4f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", required=True, type=Path, help="folder with images/ and masks/")
+    parser.add_argument("--model", required=True, help="model name or preset (fast, quality)")
+    parser.add_argument("--plain", action="store_true",
+                        help="measure the model's plain output (stretch, predict, bilinear back)")
+    parser.add_argument("--limit", type=int, help="evaluate N images spread over the set")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--csv", type=Path)
+    parser.add_argument("--no-cache", action="store_true", help="always run the networks")
+    args = parser.parse_args(argv)
+    if args.plain and args.model in segment.PRESETS:
+        parser.error("--plain measures one model, not a preset")
+    infer = segment.session_infer() if args.no_cache else CachedInfer()
+    start = time.perf_counter()
+    rows, summary = evaluate(args.set, args.model, plain=args.plain, limit=args.limit, infer=infer)
+    label = f"{args.model}{' (plain)' if args.plain else ''} on {args.set} ({len(rows)} images, " \
+            f"{time.perf_counter() - start:.0f} s)"
+    print_table(label, summary)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"model": args.model, "plain": args.plain, "set": str(args.set),
+                                         "summary": summary, "images": rows}, indent=1))
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with args.csv.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["name", "sequence", "iou", "mae", "bf"])
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
