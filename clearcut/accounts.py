@@ -97,4 +97,4 @@ def list_keys(session: Session, account_name: str | None = None) -> list[tuple[A
     query = select(ApiKey, Account).join(Account, Account.id == ApiKey.account_id).order_by(ApiKey.created_at)
     if account_name:
         query = query.where(Account.name == account_name)
-    return list(session.execute(query).tuples())
+    return [tuple(row) for row in session.execute(query).all()]

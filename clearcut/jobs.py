@@ -161,7 +161,7 @@ def process(ctx: Context, job_id: str) -> str:
     except ClearcutError as exc:
         if exc.retryable:
             raise
-        finish_failed(ctx, job_id, exc.code, exc.message)
+        finish_failed(ctx, job_id, exc.code, exc.message, exc.status)
         return "failed"
     if not ctx.storage.exists(job.result_key):  # first writer wins: one result object per key
         ctx.storage.put(job.result_key, result.data, result.content_type)
@@ -178,10 +178,11 @@ def process(ctx: Context, job_id: str) -> str:
     return "succeeded" if done else _status(ctx, job_id)
 
 
-def finish_failed(ctx: Context, job_id: str, code: str, message: str) -> None:
+def finish_failed(ctx: Context, job_id: str, code: str, message: str, status: int = 500) -> None:
     with ctx.db.begin() as session:
         session.execute(update(Job).where(Job.id == job_id, Job.status.in_(("queued", "processing")))
-                        .values(status="failed", error_code=code, error_message=message, finished_at=utcnow()))
+                        .values(status="failed", error_code=code, error_message=message, error_status=status,
+                                finished_at=utcnow()))
 
 
 def _status(ctx: Context, job_id: str) -> str:

@@ -23,6 +23,8 @@ def model_dir() -> Path:
     return MODEL_DIR
 
 os.environ.setdefault("CLEARCUT_MODEL_DIR", str(MODEL_DIR))
+# The suite runs the small u2netp model unless a test names another (workers inherit this too).
+os.environ.setdefault("CLEARCUT_DEFAULT_MODEL", "u2netp")
 
 
 def encode_image(image, fmt: str = "PNG", **save) -> bytes:

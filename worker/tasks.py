@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from celery import Celery
 
+# Faults worth retrying (storage or database briefly away); bad input is never retried.
+MAX_RETRIES = 5
+
 
 def register(app: Celery) -> None:
     """Attach the tasks to ``app`` (per app, so building an app has no global side effects)."""
@@ -13,3 +16,21 @@ def register(app: Celery) -> None:
 
         queue = (self.request.delivery_info or {}).get("routing_key")
         return worker_info([queue] if queue else None)
+
+    @app.task(name="clearcut.process_job", bind=True, max_retries=MAX_RETRIES)
+    def process_job(self, job_id: str) -> str:
+        from sqlalchemy.exc import OperationalError
+
+        from clearcut import jobs
+        from clearcut.storage.errors import StorageError
+        from worker.context import context
+
+        try:
+            return jobs.process(context(), job_id)
+        except (StorageError, OperationalError) as exc:
+            if self.request.retries >= MAX_RETRIES:
+                jobs.finish_failed(context(), job_id, "transient_failure_exhausted",
+                                   f"storage or database unavailable after {MAX_RETRIES} retries; replay the job",
+                                   503)
+                return "failed"
+            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries))

@@ -82,6 +82,7 @@ class Job(Base):
     content_type: Mapped[str | None] = mapped_column(String(80))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(64))
+    error_status: Mapped[int | None] = mapped_column(Integer)  # the HTTP status the error maps to
     error_message: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict | None] = mapped_column(JSON)  # pipeline metadata: size, boxes, models, timings
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)

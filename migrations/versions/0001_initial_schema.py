@@ -80,6 +80,7 @@ def upgrade() -> None:
     sa.Column('content_type', sa.String(length=80), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('error_code', sa.String(length=64), nullable=True),
+    sa.Column('error_status', sa.Integer(), nullable=True),
     sa.Column('error_message', sa.Text(), nullable=True),
     sa.Column('result', sa.JSON(), nullable=True),
     sa.Column('cache_hit', sa.Boolean(), nullable=False),
