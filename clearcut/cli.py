@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="print the configuration table (markdown)")
     cfg.set_defaults(func=_config)
 
-    from clearcut import remove_cli
+    from clearcut import admin_cli, remove_cli
     remove_cli.register(sub)
+    admin_cli.register(sub)
     try:
         from clearcut import dev
     except ImportError:  # pragma: no cover - only while the supervisor is being written

@@ -29,8 +29,15 @@ READY_TIMEOUT_S = 120.0
 
 
 def create_demo_key(env: dict[str, str]) -> str | None:
-    """Hook: create (or find) an API key for local use and return it; None until the API lands."""
-    return None
+    """A fresh key for the ``demo`` account, made through the same path as ``clearcut keys create``
+    (keys are stored hashed, so an earlier run's key cannot be shown again)."""
+    from clearcut import accounts
+    from clearcut.db import sessionmaker_for
+
+    with sessionmaker_for(env["CLEARCUT_DATABASE_URL"]).begin() as session:
+        account = accounts.get_or_create_account(session, "demo")
+        _, secret = accounts.create_key(session, account, label="clearcut dev")
+    return secret
 
 
 @dataclass
@@ -246,12 +253,15 @@ def run_dev(args) -> int:
     for name in config.SETTINGS:   # fail fast, naming the bad variable
         config.get(name, env)
     children, env = build_children(env)
+    from clearcut.db import upgrade
+
+    upgrade(env["CLEARCUT_DATABASE_URL"])  # SQLite file (or the configured database) at the latest schema
     url = f"http://{config.get('CLEARCUT_API_HOST', env)}:{config.get('CLEARCUT_API_PORT', env)}"
 
     def on_ready() -> None:
         key = create_demo_key(env)
         print(f"Clearcut is running at {url}  (health: {url}/v2/health)", flush=True)
-        print(f"demo key: {key}" if key else "demo key: (created once the API issue lands)", flush=True)
+        print(f"demo key: {key}", flush=True)
         print(f"S3: {env['CLEARCUT_S3_ENDPOINT']}  broker: {env['CLEARCUT_REDIS_URL']}  "
               f"database: {env['CLEARCUT_DATABASE_URL']}", flush=True)
         print(f"logs: {Path(env['CLEARCUT_DATA_DIR']) / 'logs'}  (Ctrl-C stops everything)", flush=True)

@@ -285,3 +285,53 @@ def test_upload_cap(client, key, monkeypatch):
                                    data={"image_file": (io.BytesIO(b"\xff\xd8\xff" + b"0" * 20000), "big.jpg")}),
                        413, "image_too_large")
     assert "MB" in err["message"]
+
+
+def test_sync_timeout_answers_202_and_the_job_finishes(client, key, monkeypatch):
+    monkeypatch.setenv("CLEARCUT_SYNC_TIMEOUT_S", "0.001")
+    image = encode_image(SCENE.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "PNG")
+    r = client.post("/v2", headers={"x-api-key": key},
+                    data={"image_file": (io.BytesIO(image), "a.png"), "cache": "false"})
+    assert r.status_code == 202, r.get_data(as_text=True)
+    body = r.get_json()
+    assert body["status"] in ("queued", "processing") and body["id"] == r.headers["X-Job-ID"]
+    assert r.headers["Location"].endswith(f"/v2/jobs/{body['id']}")
+    import time
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = client.get(f"/v2/jobs/{body['id']}", headers={"x-api-key": key}).get_json()
+        if status["status"] == "succeeded":
+            break
+        time.sleep(0.2)
+    assert status["status"] == "succeeded" and status["result_url"].endswith("/result")
+    result = client.get(f"/v2/jobs/{body['id']}/result", headers={"x-api-key": key})
+    assert result.status_code == 200 and result.headers["X-Width"] == "320"
+
+
+def test_rate_limit(client, api):
+    limited = new_key(api, "rate-limited")
+    settings = api.config["CLEARCUT_SETTINGS"]
+    previous = settings.get("CLEARCUT_RATE_LIMIT_PER_MINUTE")
+    settings["CLEARCUT_RATE_LIMIT_PER_MINUTE"] = "2"
+    try:
+        responses = [client.get("/v2/account", headers={"x-api-key": limited}) for _ in range(3)]
+    finally:
+        settings["CLEARCUT_RATE_LIMIT_PER_MINUTE"] = previous or "1000"
+    assert [r.status_code for r in responses[:2]] == [200, 200]
+    assert responses[0].headers["X-RateLimit-Limit"] == "2" and responses[1].headers["X-RateLimit-Remaining"] == "0"
+    assert_error(responses[2], 429, "rate_limited")
+    assert 1 <= int(responses[2].headers["Retry-After"]) <= 60
+    assert responses[2].headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_api_process_never_loads_onnxruntime(service_env):
+    import subprocess
+    import sys
+
+    code = ("import sys; from app import create_app; c = create_app().test_client(); "
+            "c.get('/v2/account'); c.post('/v2', data={'format': 'png'}); "
+            "print('onnxruntime' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__('os').environ, **service_env})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

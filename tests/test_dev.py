@@ -52,9 +52,26 @@ def _gone(process: psutil.Process) -> bool:
         return True
 
 
+def _readme_curl_works(url, key, tmp_path):
+    """The README's curl example, verbatim but for the host, key and file names."""
+    from tests.conftest import encode_image, synthetic_scene
+
+    image, mask = synthetic_scene(320, 240, radius=60)
+    (tmp_path / "photo.jpg").write_bytes(encode_image(image, "JPEG", quality=95))
+    subprocess.run(["curl", "-sS", "-f", f"{url}/v2", "-H", f"x-api-key: {key}",
+                    "-F", f"image_file=@{tmp_path / 'photo.jpg'}", "-F", "format=png",
+                    "-o", str(tmp_path / "cutout.png")], check=True, timeout=120)
+    from PIL import Image
+    import numpy as np
+
+    alpha = np.asarray(Image.open(tmp_path / "cutout.png"))[:, :, 3] > 127
+    assert (alpha & mask).sum() / (alpha | mask).sum() > 0.9
+
+
 def test_dev_runs_restarts_and_stops_cleanly(tmp_path):
     api_port, redis_port, s3_port = free_port(), free_port(), SeaweedPorts.free().s3
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCUT_") or k == "CLEARCUT_MODEL_DIR"}
+    keep = ("CLEARCUT_MODEL_DIR", "CLEARCUT_DEFAULT_MODEL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCUT_") or k in keep}
     stderr_path = tmp_path / "dev.err"
     with open(stderr_path, "w") as stderr:
         proc = subprocess.Popen(
@@ -73,12 +90,16 @@ def test_dev_runs_restarts_and_stops_cleanly(tmp_path):
             assert proc.poll() is None, stderr_path.read_text()
         url = _wait(printed_url, 120, "the printed URL")
         assert url == f"http://127.0.0.1:{api_port}"
+        demo_key = _wait(lambda: (m := re.search(r"demo key: (cc_live_\S+)", lines.get(timeout=30))) and m.group(1),
+                         60, "the demo key")
 
         response = _wait(lambda: (r := _health(url)) is not None and r.status_code == 200 and r, 120, "health 200")
         body = response.json()
         assert body["status"] == "ok"
         assert body["checks"]["database"]["backend"] == "sqlite"
         assert body["checks"]["storage"]["endpoint"] == f"http://127.0.0.1:{s3_port}"
+
+        _readme_curl_works(url, demo_key, tmp_path)
 
         seen.update({p.pid: p for p in psutil.Process(proc.pid).children(recursive=True)})
         [worker] = _worker_children(proc.pid)
