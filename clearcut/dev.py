@@ -209,7 +209,8 @@ def build_children(env: dict[str, str]) -> tuple[list[Child], dict[str, str]]:
     children.append(Child("worker", [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "cpu",
         "--concurrency", str(concurrency), "-n", "clearcut-dev@%h", "--without-gossip", "--without-mingle",
-        "--loglevel", "INFO"], env, logs / "worker.log"))
+        "--loglevel", "INFO", "--beat", "--schedule", str(data_dir / "celerybeat-schedule")],
+        env, logs / "worker.log"))
 
     host, port = config.get("CLEARCUT_API_HOST", env), config.get("CLEARCUT_API_PORT", env)
     _require_free(port, "API", "--api-port")

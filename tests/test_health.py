@@ -25,6 +25,7 @@ def test_health_ok_with_every_dependency_up(service_env, celery_worker):
     workers = body["checks"]["worker"]["workers"]
     assert celery_worker.conf.clearcut_worker_name in [w["name"] for w in workers]
     assert all("models" in w and w["queues"] == ["cpu"] for w in workers)
+    assert all(w["provider"] == "CPUExecutionProvider" and w["default_model"] == "u2netp" for w in workers)
 
 
 def test_health_on_postgres(service_env, postgres_url, celery_worker):

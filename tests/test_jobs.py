@@ -121,3 +121,24 @@ def test_other_accounts_jobs_are_not_found(ctx, account_key):
         jobs.get(ctx, stranger.id, sub.job.id)
     assert err.value.status == 404
     assert _count(ctx, Job, id=sub.job.id) == 1
+
+
+def test_retention_deletes_expired_objects_and_keeps_history(ctx, account_key):
+    from datetime import timedelta
+
+    from clearcut import retention
+    from clearcut.db.models import utcnow
+
+    account, key, _ = account_key
+    data = encode_image(synthetic_scene(96, 64, 20)[0])
+    sub = jobs.submit(ctx, account, key, data, "image/png", parse({"model": "u2netp"}))
+    assert jobs.process(ctx, sub.job.id) == "succeeded"
+    row = jobs.get(ctx, account.id, sub.job.id)
+    assert retention.sweep(ctx) == 0 or ctx.storage.exists(row.result_key)
+    later = utcnow() + timedelta(hours=25)
+    assert retention.sweep(ctx, now=later) >= 2
+    with ctx.db() as session:
+        original = session.get(Asset, row.input_asset_id)
+        assert original.deleted_at is not None
+    assert not ctx.storage.exists(original.storage_key) and not ctx.storage.exists(row.result_key)
+    assert jobs.get(ctx, account.id, sub.job.id).status == "succeeded"  # the job row keeps its history

@@ -64,12 +64,32 @@ def create_celery(broker_url: str | None = None, *, environ: Mapping[str, str] |
         worker_send_task_events=False,
         worker_hijack_root_logger=False,
         broker_channel_error_retry=True,
+        beat_schedule={
+            "retention": {"task": "clearcut.retention", "schedule": 900.0, "options": {"queue": DEFAULT_QUEUE}},
+        },
     )
+    from celery.signals import worker_process_init
+
     from worker import tasks
 
     tasks.register(app)
+    worker_process_init.connect(_warm_models, weak=False, dispatch_uid="clearcut-warm-models")
     _register_control_commands()
     return app
+
+
+def _warm_models(**_kwargs) -> None:
+    """Load the default model(s) when a pool process starts, so the first job pays no load time."""
+    import logging
+
+    from clearcut.models.session import get_session
+    from clearcut.pipeline.segment import resolve_models
+
+    try:
+        for name in resolve_models(None):
+            get_session(name)
+    except Exception:  # noqa: BLE001 - a job will report the same problem with its own error code
+        logging.getLogger("clearcut.worker").exception("could not preload the default model")
 
 
 def _register_control_commands() -> None:

@@ -8,14 +8,15 @@ from clearcut import config
 
 
 def models() -> dict:
-    """Cached model files and the default model; the execution provider is added once the
-    worker loads sessions (a later change), until then ``provider`` is None."""
+    """Cached model files, the default model and the execution provider sessions are created with."""
     try:
         from clearcut.models.store import ModelStore
 
+        from clearcut.models.session import select_providers
+
         rows = ModelStore().describe()
         return {"models": [r["name"] for r in rows if r["cached"]],
-                "default_model": config.get("CLEARCUT_DEFAULT_MODEL"), "provider": None}
+                "default_model": config.get("CLEARCUT_DEFAULT_MODEL"), "provider": select_providers()[0]}
     except Exception as exc:  # noqa: BLE001 - a broken model config must not break the ping
         return {"models": [], "models_error": f"{type(exc).__name__}: {exc}", "provider": None}
 

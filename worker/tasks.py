@@ -17,6 +17,13 @@ def register(app: Celery) -> None:
         queue = (self.request.delivery_info or {}).get("routing_key")
         return worker_info([queue] if queue else None)
 
+    @app.task(name="clearcut.retention")
+    def retention() -> int:
+        from clearcut import retention as policy
+        from worker.context import context
+
+        return policy.sweep(context())
+
     @app.task(name="clearcut.process_job", bind=True, max_retries=MAX_RETRIES)
     def process_job(self, job_id: str) -> str:
         from sqlalchemy.exc import OperationalError

@@ -24,6 +24,15 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) // concurrency)
 
 
+def select_providers() -> list[str]:
+    """ONNX Runtime execution providers for new sessions, best first (CPU always last)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    preferred = [p for p in ("CUDAExecutionProvider",) if p in available]
+    return [*preferred, "CPUExecutionProvider"]
+
+
 class SegmentationSession:
     def __init__(self, model: ModelSpec, path, *, threads: int | None = None, providers=None):
         import onnxruntime as ort
@@ -34,7 +43,7 @@ class SegmentationSession:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.model = model
         self._session = ort.InferenceSession(str(path), options,
-                                             providers=providers or ["CPUExecutionProvider"])
+                                             providers=providers or select_providers())
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         norm = NORMALISATIONS[model.normalisation]
@@ -72,6 +81,12 @@ class SegmentationSession:
 
 _sessions: dict[tuple[str, str], SegmentationSession] = {}
 _lock = threading.Lock()
+
+
+def loaded() -> list[dict]:
+    """Sessions this process holds: model name and active providers (for health and metrics)."""
+    with _lock:
+        return [{"model": s.model.name, "providers": s.providers} for s in _sessions.values()]
 
 
 def get_session(name: str, store: ModelStore | None = None) -> SegmentationSession:
