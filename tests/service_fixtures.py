@@ -48,9 +48,8 @@ def redis_url():
         return
     local = "redis://127.0.0.1:6379/15"
     if _redis_answers(local):
-        import redis
-
-        redis.Redis.from_url(local).flushdb()
+        # Not flushed: concurrent test sessions share this database, kept apart by the per-session
+        # broker prefix (service_env) and by per-key rate-limit counters.
         yield local
         return
     from clearcut.services import start_valkey
