@@ -70,12 +70,36 @@ def _local_postgres() -> str | None:
     return None
 
 
+def _private_database(server_url: str):
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(server_url)
+    name = f"clearcut_test_{SESSION_ID}"
+    params = dict(host=base.host, port=base.port, user=base.username, dbname=base.database)
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        from clearcut.db import engine_for
+
+        engine_for.cache_clear()
+        with psycopg.connect(**params, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A PostgreSQL SQLAlchemy URL (psycopg v3 driver)."""
-    url = os.environ.get("CLEARCUT_TEST_DATABASE_URL") or _local_postgres()
+    url = os.environ.get("CLEARCUT_TEST_DATABASE_URL")
     if url:
         yield url
+        return
+    local = _local_postgres()
+    if local:
+        # A database of this session's own, so concurrent sessions' schema resets never collide.
+        yield from _private_database(local)
         return
     from clearcut.services import start_postgres
 
