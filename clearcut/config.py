@@ -33,6 +33,22 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        normalised = value.strip().upper() if allowed[0].isupper() else value.strip().lower()
+        if normalised not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return normalised
+    return parse
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError("must be a TCP port (0-65535)")
+    return number
+
+
 SETTINGS: dict[str, Setting] = {
     s.env: s
     for s in [
@@ -47,6 +63,16 @@ SETTINGS: dict[str, Setting] = {
                 "`isnet` (x/255-0.5) or `imagenet`."),
         Setting("CLEARCUT_ORT_THREADS", "0",
                 "ONNX Runtime intra-op threads per process (0 = all cores / worker concurrency).", int),
+        Setting("CLEARCUT_EXECUTION_PROVIDER", "auto",
+                "ONNX Runtime provider: `auto` (CUDA when active, else CPU), `cpu`, `cuda` or `tensorrt`; a "
+                "requested GPU provider that is not active stops the worker instead of falling back to CPU.",
+                _choice("auto", "cpu", "cuda", "tensorrt")),
+        Setting("CLEARCUT_WORKER_METRICS_PORT", "0",
+                "Port of a worker's Prometheus `/metrics` (and `/healthz`) server (0 = off).", _port),
+        Setting("CLEARCUT_LOG_FORMAT", "json", "Log lines as `json` (one object per line) or `text`.",
+                _choice("json", "text")),
+        Setting("CLEARCUT_LOG_LEVEL", "INFO", "Log level of the API, workers and beat.",
+                _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
         Setting("CLEARCUT_DATA_DIR", "./var", "Root for local state made by `clearcut dev` (database, S3, logs).",
                 Path),
         Setting("CLEARCUT_DATABASE_URL", "", "SQLAlchemy URL (empty: SQLite under CLEARCUT_DATA_DIR)."),

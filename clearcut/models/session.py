@@ -6,44 +6,128 @@ the foreground probability for the unpadded area.
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from clearcut import config
+from clearcut.errors import ModelError
 from clearcut.models.registry import NORMALISATIONS, ModelSpec, spec
 from clearcut.models.store import ModelStore
 
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+# What each CLEARCUT_EXECUTION_PROVIDER value needs, best first (CPU is always appended last so
+# that ONNX Runtime can place the few operators a GPU provider does not implement).
+REQUIRED = {"cpu": (), "cuda": (CUDA,), "tensorrt": (TENSORRT, CUDA)}
+
+
+class ProviderUnavailable(ModelError):
+    """A GPU execution provider was requested but is not active: refuse rather than run on the CPU."""
+    code = "execution_provider_unavailable"
+    status = 503
+
+
+def available_cpus() -> int:
+    """Cores this process may use: the CPU affinity mask, capped by a cgroup v2 quota (a container's
+    CPU limit), rounded up. ``os.cpu_count()`` alone reports the host's cores inside a container."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
 
 def default_threads() -> int:
+    """Intra-op threads per session: CLEARCUT_ORT_THREADS, else cores / worker concurrency (at least 1),
+    so N worker processes on a node share its cores instead of each spawning one thread per core."""
     configured = config.get("CLEARCUT_ORT_THREADS")
     if configured > 0:
         return configured
     concurrency = config.get("CLEARCUT_WORKER_CONCURRENCY")
-    return max(1, (os.cpu_count() or 1) // concurrency)
+    return max(1, available_cpus() // concurrency)
 
 
-def select_providers() -> list[str]:
-    """ONNX Runtime execution providers for new sessions, best first (CPU always last)."""
+def _unavailable(requested: str, missing: str, available: list[str], version: str) -> ProviderUnavailable:
+    return ProviderUnavailable(
+        f"CLEARCUT_EXECUTION_PROVIDER={requested} needs ONNX Runtime's {missing}, but this ONNX Runtime "
+        f"({version}) offers only {', '.join(available)}. Run the worker on an NVIDIA GPU node with the "
+        "onnxruntime-gpu package and its CUDA 12 / cuDNN 9 libraries (TensorRT 10 for `tensorrt`; the "
+        "worker-gpu image has them), or set CLEARCUT_EXECUTION_PROVIDER=cpu (or auto) to run on the CPU. "
+        "Refusing to fall back to the CPU silently.",
+        requested=requested, missing=missing, available=available)
+
+
+def select_providers(requested: str | None = None, available: list[str] | None = None) -> list[str]:
+    """ONNX Runtime execution providers for new sessions, best first (CPU always last).
+
+    ``requested`` (default CLEARCUT_EXECUTION_PROVIDER): ``auto`` takes CUDA when ONNX Runtime offers it,
+    ``cpu`` forces the CPU, ``cuda``/``tensorrt`` raise ProviderUnavailable when the provider is missing.
+    """
     import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    preferred = [p for p in ("CUDAExecutionProvider",) if p in available]
-    return [*preferred, "CPUExecutionProvider"]
+    requested = requested or config.get("CLEARCUT_EXECUTION_PROVIDER")
+    available = list(available if available is not None else ort.get_available_providers())
+    if requested == "auto":
+        return [*([CUDA] if CUDA in available else []), CPU]
+    needed = REQUIRED[requested]
+    for provider in needed:
+        if provider not in available:
+            raise _unavailable(requested, provider, available, ort.__version__)
+    return [*needed, CPU]
+
+
+def check_active(requested: str, active: list[str]) -> None:
+    """Raise when a session did not get the GPU provider it asked for. ONNX Runtime itself only logs a
+    warning and runs on the CPU when CUDA libraries fail to load; that silent fallback is refused."""
+    needed = REQUIRED.get(requested, ())
+    if needed and (not active or active[0] != needed[0]):
+        raise ProviderUnavailable(
+            f"CLEARCUT_EXECUTION_PROVIDER={requested}: ONNX Runtime offers {needed[0]} but the session came up "
+            f"on {', '.join(active) or 'nothing'} (the provider failed to initialise: check the GPU driver, "
+            "CUDA_VISIBLE_DEVICES and the CUDA/cuDNN/TensorRT libraries; ONNX Runtime's warning above names the "
+            "missing library). Set CLEARCUT_EXECUTION_PROVIDER=cpu to run on the CPU on purpose.",
+            requested=requested, active=active)
+
+
+def provider_options(providers: list[str]) -> list:
+    """Providers with their options: TensorRT caches built engines (and runs fp16) under the data dir."""
+    out = []
+    for name in providers:
+        if name == TENSORRT:
+            cache = Path(config.get("CLEARCUT_DATA_DIR")).resolve() / "trt-cache"
+            out.append((name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                               "trt_fp16_enable": True}))
+        else:
+            out.append(name)
+    return out
 
 
 class SegmentationSession:
-    def __init__(self, model: ModelSpec, path, *, threads: int | None = None, providers=None):
+    def __init__(self, model: ModelSpec, path, *, threads: int | None = None, providers=None,
+                 requested: str | None = None):
         import onnxruntime as ort
+
+        requested = requested or config.get("CLEARCUT_EXECUTION_PROVIDER")
+        providers = providers or select_providers(requested)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.model = model
-        self._session = ort.InferenceSession(str(path), options,
-                                             providers=providers or select_providers())
+        self._session = ort.InferenceSession(str(path), options, providers=provider_options(providers))
+        check_active(requested, self._session.get_providers())
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         norm = NORMALISATIONS[model.normalisation]
@@ -97,3 +181,51 @@ def get_session(name: str, store: ModelStore | None = None) -> SegmentationSessi
         if key not in _sessions:
             _sessions[key] = SegmentationSession(spec(name), store.path(name))
         return _sessions[key]
+
+
+def _probe(requested: str) -> tuple[str, object]:
+    """In a fresh process: open the smallest cached model with ``requested``; (ok|error, providers|message)."""
+    try:
+        store = ModelStore()
+        cached = [r for r in store.describe() if r["cached"]]
+        if not cached:
+            return "error", f"no cached model in {store.directory} to test the provider with; run `clearcut models fetch`"
+        smallest = min(cached, key=lambda r: r["size_bytes"] or 0)["name"]
+        return "ok", SegmentationSession(spec(smallest), store.path(smallest), threads=1, requested=requested).providers
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as text
+        return "error", getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+
+
+def probe_provider(requested: str, timeout: float = 300.0) -> list[str]:
+    """Open a real session with ``requested`` in a spawned process and return its active providers.
+
+    A spawned child, not this process: CUDA must not be initialised in a Celery parent that later forks
+    its pool processes (a CUDA context does not survive fork)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        status, value = pool.submit(_probe, requested).result(timeout=timeout)
+    if status != "ok":
+        raise ProviderUnavailable(str(value), requested=requested)
+    return list(value)
+
+
+def startup_check(requested: str | None = None) -> str:
+    """The provider a worker will run on; raises ProviderUnavailable when a requested GPU provider is
+    missing (cheap check) or does not initialise (a real session in a spawned process)."""
+    requested = requested or config.get("CLEARCUT_EXECUTION_PROVIDER")
+    providers = select_providers(requested)
+    if REQUIRED.get(requested):
+        providers = probe_provider(requested)
+    return providers[0]
+
+
+def active_provider() -> str | None:
+    """The provider this process's sessions run on (the configured choice if none is loaded yet)."""
+    for session in loaded():
+        return session["providers"][0]
+    try:
+        return select_providers()[0]
+    except ProviderUnavailable:
+        return None
