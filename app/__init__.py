@@ -68,6 +68,7 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     metrics.install(app, env)
     app.register_blueprint(health_bp)
     app.register_blueprint(v2_bp)
+    app.register_blueprint(__import__("app.compat", fromlist=["bp"]).bp)  # vendor drop-in routes
 
     @app.after_request
     def _rate_headers(response):

@@ -65,3 +65,14 @@ def _rate_limit(key_id: str) -> None:
         retry_after = max(1, reset - int(time.time()))
         raise RateLimited(f"rate limit of {limit} requests per minute exceeded for this key; retry after "
                           f"{retry_after} s", retry_after=retry_after, limit=limit)
+
+
+def authenticate_secret(secret: str | None):
+    """``authenticate`` for a key found elsewhere (a vendor's own header, such as Slazzer's API-KEY)."""
+    ctx = current_app.extensions["clearcut_context"]
+    with ctx.db.begin() as session:
+        key, account = accounts.authenticate(session, secret)
+        accounts.touch(session, key)
+    g.key, g.account = key, account
+    _rate_limit(key.id)
+    return key, account

@@ -218,3 +218,16 @@ def image_size(data: bytes) -> tuple[int, int]:
     from PIL import Image
 
     return Image.open(io.BytesIO(data)).size
+
+
+def request_fields() -> tuple[dict, dict, dict | None] | None:
+    """(fields, files, JSON body) of a JSON, multipart or form request with lower-cased names and
+    duplicates refused; None when the request is none of those (for routes with their own inputs)."""
+    body = json_body()
+    if body is not None:
+        return _lower_keys(body.items()), {}, body
+    if (request.mimetype or "").lower() in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        fields = _lower_keys((k, v) for k in request.form for v in request.form.getlist(k))
+        files = _lower_keys((k, f) for k in request.files for f in request.files.getlist(k))
+        return fields, files, None
+    return None
