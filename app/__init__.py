@@ -68,6 +68,10 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     metrics.install(app, env)
     app.register_blueprint(health_bp)
     app.register_blueprint(v2_bp)
+    from app import batches_api, jobs_api, webhooks_api
+    app.register_blueprint(jobs_api.bp)
+    app.register_blueprint(batches_api.bp)
+    app.register_blueprint(webhooks_api.bp)
     app.register_blueprint(__import__("app.compat", fromlist=["bp"]).bp)  # vendor drop-in routes
 
     @app.after_request

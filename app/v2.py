@@ -44,8 +44,8 @@ def job_view(job: Job) -> dict:
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "attempts": job.attempts, "options": job.options, "cache_hit": job.cache_hit, "source": job.source,
         "request_id": job.request_id,
-        "status_url": url_for("v2.get_job", job_id=job.id, _external=True),
-        "result_url": url_for("v2.get_result", job_id=job.id, _external=True) if job.status == "succeeded" else None,
+        "status_url": url_for("jobs_api.get_job", job_id=job.id, _external=True),
+        "result_url": url_for("jobs_api.get_result", job_id=job.id, _external=True) if job.status == "succeeded" else None,
         "error": ({"code": job.error_code, "message": job.error_message, "status": job.error_status}
                   if job.status == "failed" else None),
     }
@@ -128,24 +128,4 @@ def account():
     })
 
 
-@bp.get("/v2/jobs/<job_id>")
-def get_job(job_id: str):
-    _, acct = authenticate()
-    job = jobs.get(_ctx(), acct.id, job_id)
-    response = jsonify(job_view(job))
-    response.headers["X-Job-ID"] = job.id
-    return response
-
-
-@bp.get("/v2/jobs/<job_id>/result")
-def get_result(job_id: str):
-    _, acct = authenticate()
-    job = jobs.get(_ctx(), acct.id, job_id)
-    if job.status == "failed":
-        _failed(job)
-    if job.status != "succeeded":
-        raise ClearcutError(f"job {job.id} is {job.status}; poll its status until it has succeeded",
-                            code="job_not_finished", status=409, job_status=job.status)
-    response = Response(_ctx().storage.get(job.result_key), mimetype=job.content_type)
-    response.headers.update(result_headers(job))
-    return response
+# GET /v2/jobs/<id> and /v2/jobs/<id>/result live in app/jobs_api.py with the other job routes.

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     from clearcut import admin_cli, remove_cli
     remove_cli.register(sub)
     admin_cli.register(sub)
+    __import__("clearcut.webhooks_cli", fromlist=["register"]).register(sub)
     try:
         from clearcut import dev
     except ImportError:  # pragma: no cover - only while the supervisor is being written

@@ -109,6 +109,35 @@ SETTINGS: dict[str, Setting] = {
                 "derived from it (2x).", _positive_int),
         Setting("CLEARCUT_HEALTH_TIMEOUT", "1.0",
                 "Seconds each health check (database, broker, storage, worker ping) may take.", _positive_float),
+        # Async jobs, batches and webhooks (clearcut.jobs / batches / webhooks / sweeper)
+        Setting("CLEARCUT_PUBLIC_URL", "http://127.0.0.1:8080",
+                "Base URL of the API as callers reach it (used for links in webhook payloads)."),
+        Setting("CLEARCUT_PRESIGN_TTL_S", "3600", "Lifetime of presigned result URLs, in seconds.", _positive_int),
+        Setting("CLEARCUT_JOB_MAX_ATTEMPTS", "3",
+                "Attempts (worker claims or sweeper re-enqueues) before a stuck job fails with "
+                "max_attempts_exceeded.", _positive_int),
+        Setting("CLEARCUT_SWEEP_INTERVAL_S", "30",
+                "Seconds between sweeper runs (stuck jobs, due webhook retries, expired idempotency keys).",
+                _positive_float),
+        Setting("CLEARCUT_IDEMPOTENCY_TTL_H", "24", "Hours an Idempotency-Key is remembered.", _positive_float),
+        Setting("CLEARCUT_METADATA_MAX_BYTES", "4096", "Largest `metadata` JSON object on a job or batch.",
+                _positive_int),
+        Setting("CLEARCUT_BATCH_MAX_ITEMS", "10000", "Most items in one batch.", _positive_int),
+        Setting("CLEARCUT_S3_INPUT_PREFIXES", "imports/{account}/",
+                "Comma-separated key prefixes (in CLEARCUT_S3_BUCKET) a batch item's `s3_key` may read; "
+                "`{account}` is the account id."),
+        Setting("CLEARCUT_S3_OUTPUT_PREFIXES", "exports/{account}/",
+                "Comma-separated key prefixes (in CLEARCUT_S3_BUCKET) a job's `output.prefix` may write; "
+                "`{account}` is the account id (empty: `output` is refused)."),
+        Setting("CLEARCUT_WEBHOOK_BACKOFF_S", "0,5,300,1800,7200,18000,36000,36000",
+                "Delay before each webhook delivery attempt, in seconds (its length is the attempt limit)."),
+        Setting("CLEARCUT_WEBHOOK_JITTER", "0.1", "Random +/- fraction applied to each webhook retry delay.",
+                float),
+        Setting("CLEARCUT_WEBHOOK_TIMEOUT_S", "10", "Connect/read timeout of one webhook attempt.",
+                _positive_float),
+        Setting("CLEARCUT_WEBHOOK_SECRET_OVERLAP_H", "24",
+                "Hours the previous webhook secret keeps signing (a second signature) after a rotation.",
+                float),
     ]
 }
 

@@ -207,7 +207,7 @@ def build_children(env: dict[str, str]) -> tuple[list[Child], dict[str, str]]:
 
     concurrency = config.get("CLEARCUT_WORKER_CONCURRENCY", env)
     children.append(Child("worker", [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "cpu",
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "cpu,batch,webhooks",
         "--concurrency", str(concurrency), "-n", "clearcut-dev@%h", "--without-gossip", "--without-mingle",
         "--loglevel", "INFO", "--beat", "--schedule", str(data_dir / "celerybeat-schedule")],
         env, logs / "worker.log"))

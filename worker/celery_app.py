@@ -4,8 +4,10 @@
   finished, and a worker killed mid-task (OOM, SIGKILL) hands it back instead of losing it.
 * Soft/hard time limits bound a stuck inference; the broker visibility timeout is twice the hard
   limit so Redis never redelivers a task that is still legitimately running.
-* Two queues: ``cpu`` (the default, what ``clearcut dev`` consumes) and ``gpu`` (GPU workers run
-  with ``-Q gpu``).
+* Two declared queues: ``cpu`` (the default) and ``gpu`` (GPU workers
+  run with ``-Q gpu``); plus ``batch`` (batch items, so a large batch never sits in front of
+  interactive requests: a worker consuming ``cpu,batch`` alternates between them) and ``webhooks``
+  (deliveries), created on first use.
 
 ``celery -A worker.celery_app worker -Q cpu`` finds the module-level ``celery`` app, built on
 first access from the environment (CLEARCUT_REDIS_URL, ...); importing this module connects to
@@ -22,6 +24,8 @@ from clearcut import config
 
 QUEUES = ("cpu", "gpu")
 DEFAULT_QUEUE = "cpu"
+BATCH_QUEUE = "batch"
+WEBHOOK_QUEUE = "webhooks"
 
 _control_registered = False
 
@@ -66,6 +70,8 @@ def create_celery(broker_url: str | None = None, *, environ: Mapping[str, str] |
         broker_channel_error_retry=True,
         beat_schedule={
             "retention": {"task": "clearcut.retention", "schedule": 900.0, "options": {"queue": DEFAULT_QUEUE}},
+            "sweep": {"task": "clearcut.sweep", "schedule": config.get("CLEARCUT_SWEEP_INTERVAL_S", env),
+                      "options": {"queue": DEFAULT_QUEUE}},
         },
     )
     from celery.signals import worker_process_init

@@ -32,12 +32,41 @@ def register(app: Celery) -> None:
         from clearcut.storage.errors import StorageError
         from worker.context import context
 
+        from worker.webhooks import due_for_job, send_deliveries
+
         try:
-            return jobs.process(context(), job_id)
+            status = jobs.process(context(), job_id)
         except (StorageError, OperationalError) as exc:
             if self.request.retries >= MAX_RETRIES:
                 jobs.finish_failed(context(), job_id, "transient_failure_exhausted",
                                    f"storage or database unavailable after {MAX_RETRIES} retries; replay the job",
                                    503)
+                send_deliveries(app, due_for_job(context(), job_id))
                 return "failed"
             raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries))
+        send_deliveries(app, due_for_job(context(), job_id))
+        return status
+
+    @app.task(name="clearcut.deliver_webhook", bind=True)
+    def deliver_webhook(self, delivery_id: str) -> str:
+        from clearcut import webhooks
+        from worker.context import context
+        from worker.webhooks import COUNTDOWN_LIMIT_S
+
+        status, delay = webhooks.deliver(context(), delivery_id)
+        if status == "pending" and delay is not None and delay <= COUNTDOWN_LIMIT_S:
+            self.apply_async(args=[delivery_id], countdown=delay, queue=self.request.delivery_info.get(
+                "routing_key") or "webhooks")
+        return status
+
+    @app.task(name="clearcut.sweep")
+    def sweep() -> dict:
+        from clearcut import sweeper
+        from worker.context import context
+        from worker.webhooks import queue_depth, send_deliveries, send_jobs
+
+        result = sweeper.sweep(context(), queue_depth=lambda queue: queue_depth(app, queue))
+        send_jobs(app, result.requeued)
+        send_deliveries(app, result.deliveries)
+        return {"requeued": len(result.requeued), "failed": len(result.failed),
+                "deliveries": len(result.deliveries), "batches_completed": len(result.batches_completed)}
