@@ -18,6 +18,7 @@ from clearcut.errors import ClearcutError, InvalidOption
 
 bp = Blueprint("removebg", __name__)
 INPUTS = ("image_file", "image_file_b64", "image_url")
+DEFAULTS = {"size": "preview", "format": "auto"}
 _STATUS = {401: 403, 413: 400, 415: 400, 422: 400}  # remove.bg: 400 input, 403 auth
 
 
@@ -68,13 +69,16 @@ def remove_background():
     authenticate(body)
     fields.pop("api_key", None)
     limit = common.limit_bytes()
+    stray = [name for name in files if name not in ("image_file", "bg_image_file")]
+    if stray:
+        raise foreign_field_error("removebg", stray[0])
     present = [n for n in INPUTS if n in files or fields.get(n) not in (None, "")]
     source = common.one_input(present, INPUTS)
     values = {name: fields.pop(name, None) for name in INPUTS}
     bg_upload = files.pop("bg_image_file", None)
-    stray = [name for name in files if name != "image_file"]
-    if stray:
-        raise foreign_field_error("removebg", stray[0])
+    for name, default in DEFAULTS.items():  # remove.bg's defaults, not /v2's
+        if fields.get(name) in (None, ""):
+            fields[name] = default
     mapped = map_fields("removebg", fields)
     options, extras = mapped.options, mapped.extras
     if extras.bg_image_url and bg_upload is not None:
