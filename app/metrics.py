@@ -65,7 +65,7 @@ def _cache_hit(job_id: str) -> bool | None:
 
 
 def install(app: Flask, env: Mapping[str, str]) -> None:
-    """Configure logging, count every request, and serve ``GET /metrics``."""
+    """Configure logging, count every request, and serve ``GET /metrics`` and ``GET /livez``."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
     from app.errors import request_id
@@ -99,7 +99,7 @@ def install(app: Flask, env: Mapping[str, str]) -> None:
                 m["cache"].labels("hit" if hit else "miss").inc()
             except Exception:  # noqa: BLE001 - a metric is not worth failing the response
                 log.exception("could not read the job's cache flag")
-        if route != "/metrics":
+        if route not in ("/metrics", "/livez"):
             log.info("%s %s %s", request.method, request.path, response.status_code,
                      extra={"method": request.method, "route": route, "status": response.status_code,
                             "duration_ms": round(seconds * 1000, 1), "job_id": job_id})
@@ -110,6 +110,11 @@ def install(app: Flask, env: Mapping[str, str]) -> None:
         tokens = g.pop("log_tokens", None)
         if tokens:
             unbind(tokens)
+
+    @app.get("/livez")
+    def livez():
+        """Liveness: the process serves requests (dependencies are /v2/health's business)."""
+        return Response("ok\n", mimetype="text/plain")
 
     @app.get("/metrics")
     def prometheus_metrics():
