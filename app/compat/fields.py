@@ -203,6 +203,10 @@ _EQUIVALENT_INPUTS = [
 ]
 
 
+_NO_EQUIVALENT = {("clipdrop", "format"): "Clipdrop chooses the output type with the Accept header "
+                                          "(image/png, image/jpeg or image/webp)"}
+
+
 def _equivalent(vendor: str, other: str, name: str) -> str | None:
     for group in _EQUIVALENT_INPUTS:
         if group.get(other) == name and vendor in group:
@@ -222,7 +226,7 @@ def foreign_field_error(vendor: str, name: str) -> InvalidOption:
     accepted = [*INPUTS[vendor], *FIELDS[vendor]]
     if owners:
         use = _equivalent(vendor, owners[0], name)
-        hint = f"send {use!r} instead" if use else "this endpoint has no equivalent"
+        hint = f"send {use!r} instead" if use else _NO_EQUIVALENT.get((vendor, name), "this endpoint has no equivalent")
         return InvalidOption(
             f"{name!r} is a {VENDOR_NAMES[owners[0]]} field, not a {VENDOR_NAMES[vendor]} one: {hint} "
             f"(accepted fields: {', '.join(accepted) or 'none'})",
