@@ -156,3 +156,11 @@ def test_foreground_estimation_removes_background_halo():
     assert image[edge][:, 1].mean() > 100          # the observed edge pixels are greenish
     assert estimate[edge][:, 1].mean() < 70        # the estimated foreground is not
     assert np.abs(estimate[edge] - fg).mean() < 30
+
+
+def test_fully_transparent_pixels_carry_no_background(scene, model_dir):
+    image, _ = scene
+    _, out = run(image, model_dir)
+    px = np.asarray(out)
+    hidden = px[:, :, 3] == 0
+    assert hidden.mean() > 0.5 and px[hidden].max() == 0
