@@ -1,0 +1,153 @@
+"""Nothing lost: the sweeper against PostgreSQL and SQLite, duplicate task delivery, and recovery after a
+worker is killed with SIGKILL in the middle of a job."""
+import os
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from clearcut import accounts, batches, idempotency, jobs, sweeper, webhooks
+from clearcut.context import Context
+from clearcut.db import sessionmaker_for, upgrade
+from clearcut.db.models import Batch, IdempotencyKey, Job, Usage, WebhookDelivery, utcnow
+from clearcut.options import parse
+from tests import async_support as support
+from tests.conftest import encode_image, synthetic_scene
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def ctx(database_url, s3, model_dir):
+    upgrade(database_url)
+    return Context(db=sessionmaker_for(database_url), storage=s3.storage, database_url=database_url)
+
+
+@pytest.fixture()
+def account(ctx, request):
+    with ctx.db.begin() as session:
+        return accounts.get_or_create_account(session, f"sweep-{request.node.name}")
+
+
+def _submit(ctx, account, radius=20):
+    return jobs.submit(ctx, account, None, support.scene_png(96, 64, radius), "image/png", parse({}),
+                       use_cache=False).job
+
+
+def _row(ctx, job_id) -> Job:
+    with ctx.db() as session:
+        return session.get(Job, job_id)
+
+
+def test_stuck_processing_job_is_requeued_then_fails_at_max_attempts(ctx, account, monkeypatch):
+    monkeypatch.setenv("CLEARCUT_JOB_MAX_ATTEMPTS", "3")
+    job = _submit(ctx, account)
+    later = lambda: utcnow() + timedelta(seconds=3600)  # noqa: E731 - past every deadline
+    for attempt in (1, 2):
+        assert jobs.claim(ctx, job.id) is not None  # a worker took it ... and died
+        result = sweeper.sweep(ctx, now=later())
+        assert (job.id, "cpu", 5) in result.requeued
+        row = _row(ctx, job.id)
+        assert row.status == "queued" and row.attempts == attempt and row.sweeps == attempt
+        assert job.id not in [r[0] for r in sweeper.sweep(ctx, now=utcnow()).requeued]  # fresh deadline
+    jobs.claim(ctx, job.id)
+    result = sweeper.sweep(ctx, now=later())
+    assert job.id in result.failed and job.id not in [r[0] for r in result.requeued]
+    row = _row(ctx, job.id)
+    assert row.status == "failed" and row.error_code == "max_attempts_exceeded" and row.attempts == 3
+    assert "replay" in row.error_message
+    replayed = jobs.replay(ctx, account.id, job.id)
+    assert replayed.enqueue and replayed.job.status == "queued" and replayed.job.attempts == 0
+
+
+def test_queued_job_behind_a_busy_queue_is_not_lost(ctx, account):
+    job = _submit(ctx, account, radius=21)
+    later = utcnow() + timedelta(seconds=3600)
+    waiting = sweeper.sweep(ctx, now=later, queue_depth=lambda queue: 250)
+    assert job.id not in [r[0] for r in waiting.requeued] and _row(ctx, job.id).sweeps == 0
+    lost = sweeper.sweep(ctx, now=later, queue_depth=lambda queue: 0)
+    assert job.id in [r[0] for r in lost.requeued] and _row(ctx, job.id).sweeps == 1
+
+
+def test_finished_batch_is_completed_and_old_idempotency_keys_expire(ctx, account):
+    batch, queued = batches.create(ctx, account, None, [{"image_url": "http://127.0.0.1:9/a.png"}])
+    with ctx.db.begin() as session:  # its only job finished, but the completion check was lost
+        session.execute(text("UPDATE jobs SET status = 'failed' WHERE id = :id"), {"id": queued[0][0]})
+    result = sweeper.sweep(ctx)
+    assert batch.id in result.batches_completed
+    with ctx.db() as session:
+        assert session.get(Batch, batch.id).status == "completed"
+    row = idempotency.begin(ctx, account.id, "old-key", "f" * 64)
+    idempotency.finish(ctx, row, 202, {}, b"{}")
+    assert sweeper.sweep(ctx).idempotency_keys_deleted == 0
+    assert sweeper.sweep(ctx, now=utcnow() + timedelta(hours=25)).idempotency_keys_deleted >= 1
+    with ctx.db() as session:
+        assert session.scalar(select(func.count()).select_from(IdempotencyKey)
+                              .where(IdempotencyKey.key == "old-key")) == 0
+
+
+# --- with real workers (the session's SQLite database and SeaweedFS) -------------------------------
+
+@pytest.fixture(scope="module")
+def env(service_env, model_dir):
+    mp = pytest.MonkeyPatch()
+    for name, value in {**service_env, **support.FAST}.items():
+        mp.setenv(name, value)
+    upgrade(service_env["CLEARCUT_DATABASE_URL"])
+    yield service_env
+    mp.undo()
+
+
+def _live_account(env, name):
+    ctx = support.context(env)
+    with ctx.db.begin() as session:
+        account = accounts.get_or_create_account(session, name)
+        webhooks.rotate_secret(session, account.id)
+    return ctx, account
+
+
+def test_duplicate_delivery_runs_once_in_effect(env, tmp_path_factory):
+    ctx, account = _live_account(env, "sweep-duplicates")
+    job = jobs.submit(ctx, account, None, support.scene_png(96, 64, 25), "image/png", parse({}), use_cache=False,
+                      webhook_url="http://127.0.0.1:9/hook").job
+    with support.worker(env, tmp_path_factory.mktemp("dup-worker"), queues="cpu", concurrency=2) as (_, app):
+        first = app.send_task("clearcut.process_job", args=[job.id], queue="cpu")
+        second = app.send_task("clearcut.process_job", args=[job.id], queue="cpu")
+        assert {first.get(timeout=60), second.get(timeout=60)} == {"succeeded"}
+        third = app.send_task("clearcut.process_job", args=[job.id], queue="cpu").get(timeout=60)
+        assert third == "succeeded"
+    with ctx.db() as session:
+        row = session.get(Job, job.id)
+        assert row.status == "succeeded" and 1 <= row.attempts <= 2  # the finished job was not claimed again
+        assert session.scalar(select(func.count()).select_from(Usage).where(Usage.job_id == job.id)) == 1
+        events = session.scalars(select(WebhookDelivery.event).where(WebhookDelivery.job_id == job.id)).all()
+        assert events == ["job.succeeded"]
+        keys = [k for k in ctx.storage.client.list_objects_v2(Bucket=ctx.storage.bucket, Prefix="results/")
+                .get("Contents", []) if k["Key"] == row.result_key]
+        assert len(keys) == 1
+
+
+def test_sweeper_recovers_a_job_from_a_worker_killed_mid_job(env, tmp_path_factory):
+    ctx, account = _live_account(env, "sweep-sigkill")
+    big = encode_image(synthetic_scene(2400, 1800, 600)[0], "PNG")  # seconds of work: time to kill it
+    job = jobs.submit(ctx, account, None, big, "image/png", parse({}), use_cache=False).job
+    logs = tmp_path_factory.mktemp("killed-worker")
+    with support.worker(env, logs, queues="cpu", extra={"CLEARCUT_JOB_DEADLINE_S": "3"}) as (process, app):
+        app.send_task("clearcut.process_job", args=[job.id], queue="cpu")
+        support.wait_for(lambda: _row(ctx, job.id).status == "processing", 60, 0.01, "the job to start")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    row = _row(ctx, job.id)
+    assert row.status == "processing" and row.attempts == 1  # stuck: nobody will finish it
+    time.sleep(max(0.0, (row.deadline_at.replace(tzinfo=None) - utcnow().replace(tzinfo=None))
+                   .total_seconds()) + 0.5)
+    with support.worker(env, tmp_path_factory.mktemp("rescue-worker"), queues="cpu") as (_, app):
+        swept = app.send_task("clearcut.sweep", queue="cpu").get(timeout=60)
+        assert swept["requeued"] >= 1
+        support.wait_for(lambda: _row(ctx, job.id).status == "succeeded", 90, 0.2, "the rescued job")
+    row = _row(ctx, job.id)
+    assert row.attempts == 2 and row.sweeps == 1 and row.result["width"] == 2400
+    with ctx.db() as session:
+        assert session.scalar(select(func.count()).select_from(Usage).where(Usage.job_id == job.id)) == 1
