@@ -1,7 +1,7 @@
 """Batches: ``POST /v2/batches`` (202 at once), ``GET /v2/batches/<id>`` and ``POST …/replay``."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask import Blueprint, current_app, g, jsonify, url_for
 
 from app.auth import authenticate
 from app.errors import request_id

@@ -230,7 +230,7 @@ def job_detail(job: Job) -> dict:
     meta = job.result or {}
     view.update({
         "object": "job", "batch_id": job.batch_id, "external_id": job.external_id, "metadata": job.meta,
-        "priority": job.priority, "queue": job.queue, "webhook_url": job.webhook_url, "replays": job.replays,
+        "asset_id": job.input_asset_id, "priority": job.priority, "queue": job.queue, "webhook_url": job.webhook_url, "replays": job.replays,
         "queued_at": _iso(job.queued_at), "canceled_at": _iso(job.canceled_at),
         "timings_ms": {"queued": _ms_between(job.queued_at, job.started_at),
                        "processing": _ms_between(job.started_at, job.finished_at),

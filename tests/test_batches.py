@@ -177,8 +177,9 @@ def test_s3_key_and_asset_id_items(stack, key, env, s3):
     s3.storage.put(f"imports/{account_id}/a.png", IMAGES[3], "image/png")
     first = client.post("/v2/jobs", headers={"x-api-key": key},
                         data={"image_file": (io.BytesIO(IMAGES[5]), "x.png")}).get_json()
+    asset_id = first["asset_id"]
     with support.context(env).db() as session:
-        asset_id = session.get(Job, first["id"]).input_asset_id
+        assert asset_id == session.get(Job, first["id"]).input_asset_id
     r = client.post("/v2/batches", headers={"x-api-key": key}, json={"items": [
         {"s3_key": f"imports/{account_id}/a.png", "external_id": "from-s3"},
         {"s3_key": f"imports/{account_id}/missing.png", "external_id": "missing"},
