@@ -105,3 +105,23 @@ def test_mixed_vendor_fields_are_refused(server, key):
     assert "bg_color" in detail and "withoutbg" in detail
     detail = _detail(requests.post(server + B64, headers={"X-API-Key": key}, json={"image_file_b64": b64}), 400)
     assert "'image_base64'" in detail
+
+
+def test_sync_timeout_is_a_503_and_the_job_still_finishes(server, key, compat_app, monkeypatch):
+    import time
+
+    from PIL import ImageOps
+
+    from tests.test_compat_common import SCENE
+    from tests.conftest import encode_image
+
+    monkeypatch.setenv("CLEARCUT_SYNC_TIMEOUT_S", "0.001")
+    fresh = base64.b64encode(encode_image(ImageOps.mirror(SCENE), "PNG")).decode()  # not in the result cache
+    r = requests.post(server + B64, headers={"X-API-Key": key}, json={"image_base64": fresh}, timeout=60)
+    assert "/v2/jobs/" in _detail(r, 503) and 1 <= int(r.headers["Retry-After"]) <= 60
+    job_id = r.headers["X-Job-ID"]
+    deadline = time.monotonic() + 60
+    while job_row(compat_app, job_id).status != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result = requests.get(f"{server}/v2/jobs/{job_id}/result", headers={"x-api-key": key}, timeout=30)
+    assert result.status_code == 200 and open_image(result.content).mode == "RGBA"
