@@ -6,8 +6,10 @@
 ``--model`` is a model name (isnet-general, u2net, u2netp) or a preset (fast, quality). By default the
 matte comes from the real pipeline code path: ``segment.predict`` -> ``refine.guided_upsample`` at the
 image's full resolution -> ``refine.clean_alpha``. ``--plain`` instead measures what the usual
-open-source remover does with one model: stretch the image to the network's square input (bilinear),
-predict, bilinear-resize the output back to full resolution (no refinement, no cleaning).
+open-source remover does with one model: stretch the image to the network's square input (bilinear,
+``segment.make_square``), predict, bilinear-resize the output back to full resolution (no refinement,
+no cleaning). The network input is the same as the pipeline's, so the difference between the two
+modes is exactly what the pipeline adds after (and around) the network.
 
 Metrics, per image, then averaged overall and per sequence (DAVIS: the sequence name; product: the
 prefix ccp / dis / grabcut; a sequence mean is the mean of its images, and the overall mean is over
@@ -83,8 +85,11 @@ class CachedInfer:
 
 # ---------------------------------------------------------------- data
 
-def load_set(set_dir: Path, limit: int | None = None) -> list[tuple[str, Path, Path]]:
+def load_set(set_dir: Path, limit: int | None = None, sequences: set[str] | None = None,
+             ) -> list[tuple[str, Path, Path]]:
     masks = sorted((set_dir / "masks").glob("*.png"))
+    if sequences:
+        masks = [m for m in masks if sequence_of(m.stem) in sequences]
     items = []
     for mask in masks:
         image = next((p for ext in (".jpg", ".png", ".jpeg")
@@ -119,8 +124,7 @@ def plain_matte(rgb: np.ndarray, model: str, infer) -> np.ndarray:
     """The usual remover: stretch to the square input (bilinear), predict, bilinear back."""
     size = get_session(model).size
     h, w = rgb.shape[:2]
-    square = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))
-    out = infer(model, square)
+    out = infer(model, segment.make_square(rgb, size))
     return np.asarray(Image.fromarray(out).resize((w, h), Image.Resampling.BILINEAR))
 
 
@@ -191,16 +195,18 @@ def summarise(rows: list[dict]) -> dict:
         sub = [r for r in rows if r["sequence"] == seq]
         out["sequences"][seq] = {k: float(np.mean([r[k] for r in sub])) for k in keys} | {"n": len(sub)}
     out["min_sequence_iou"] = min(s["iou"] for s in out["sequences"].values())
+    out["sequence_mean_iou"] = float(np.mean([s["iou"] for s in out["sequences"].values()]))
     return out
 
 
 # ---------------------------------------------------------------- driver
 
 def evaluate(set_dir: Path, model: str, *, plain: bool = False, limit: int | None = None,
-             infer=None, matte_fn=None, verbose: bool = True) -> tuple[list[dict], dict]:
+             sequences: set[str] | None = None, infer=None, matte_fn=None, verbose: bool = True,
+             ) -> tuple[list[dict], dict]:
     infer = infer or CachedInfer()
     rows = []
-    for i, (name, image_path, mask_path) in enumerate(load_set(set_dir, limit)):
+    for i, (name, image_path, mask_path) in enumerate(load_set(set_dir, limit, sequences)):
         rgb, mask = read_rgb(image_path), read_mask(mask_path)
         if rgb.shape[:2] != mask.shape:
             raise ValueError(f"{name}: image {rgb.shape[:2]} and mask {mask.shape} differ")
@@ -223,6 +229,7 @@ def print_table(label: str, summary: dict) -> None:
         print(f"{seq:<22}{s['n']:>4}{s['iou']:>8.4f}{s['bf']:>8.4f}{s['mae']:>8.4f}")
     o = summary["overall"]
     print(f"{'OVERALL':<22}{o['n']:>4}{o['iou']:>8.4f}{o['bf']:>8.4f}{o['mae']:>8.4f}")
+    print(f"{'mean of sequence mIoUs':<34}{summary['sequence_mean_iou']:>8.4f}")
     print(f"{'min per-sequence mIoU':<34}{summary['min_sequence_iou']:>8.4f}")
 
 
@@ -233,6 +240,7 @@ def main(argv=None) -> int:
     parser.add_argument("--plain", action="store_true",
                         help="measure the model's plain output (stretch, predict, bilinear back)")
     parser.add_argument("--limit", type=int, help="evaluate N images spread over the set")
+    parser.add_argument("--sequences", help="comma-separated sequence names to evaluate (default: all)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--csv", type=Path)
     parser.add_argument("--no-cache", action="store_true", help="always run the networks")
@@ -241,7 +249,9 @@ def main(argv=None) -> int:
         parser.error("--plain measures one model, not a preset")
     infer = segment.session_infer() if args.no_cache else CachedInfer()
     start = time.perf_counter()
-    rows, summary = evaluate(args.set, args.model, plain=args.plain, limit=args.limit, infer=infer)
+    sequences = set(args.sequences.split(",")) if args.sequences else None
+    rows, summary = evaluate(args.set, args.model, plain=args.plain, limit=args.limit,
+                             sequences=sequences, infer=infer)
     label = f"{args.model}{' (plain)' if args.plain else ''} on {args.set} ({len(rows)} images, " \
             f"{time.perf_counter() - start:.0f} s)"
     print_table(label, summary)

@@ -76,7 +76,7 @@ def _coefficients_colour(matte, guide_lo, radius, eps):
 
 
 def guided_upsample(matte: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarray, *,
-                    radius: int = 2, eps: float = 1e-3, colour: bool = False) -> np.ndarray:
+                    radius: int = 1, eps: float = 1e-3, colour: bool = False) -> np.ndarray:
     """Full-resolution matte (float32 0..1) at the size of ``guide_hi`` (uint8 RGB).
 
     The linear coefficients (a, b) are fitted on the proxy, box-averaged, bilinearly upsampled and

@@ -1,7 +1,13 @@
-"""Run the segmentation model(s) on a downscaled proxy and combine their predictions.
+"""Run the segmentation model(s) on a downscaled copy of the image and combine their predictions.
 
-Presets: ``fast`` runs ISNet alone; ``quality`` also runs U2-Net and merges the two predictions where
-they disagree, trusting whichever is more confident at each pixel (see ``combine``).
+Each network sees the image *stretched* to its square input, the way ISNet (DIS) and U2-Net were
+trained (both resize training images to a square, ignoring aspect ratio); padding a wide photo with
+replicated edges instead puts streaks the networks never saw into up to half of their input, and
+measured 0.04-0.06 IoU worse (benchmarks/QUALITY.md). The predictions are resized back to an
+aspect-preserving proxy (Lanczos, longer side = the largest model's input), which guides the
+full-resolution upsampling in ``refine``.
+
+Presets: ``fast`` runs ISNet alone; ``quality`` also runs U2-Net and combines them (see ``combine``).
 """
 from __future__ import annotations
 
@@ -32,6 +38,19 @@ def make_proxy(rgb: np.ndarray, longer_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
 
 
+def make_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The network input: the image stretched to ``size`` x ``size`` (antialiased bilinear)."""
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
+
+
+def _resize(matte: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if matte.shape == shape[:2]:
+        return matte
+    return np.asarray(Image.fromarray(matte).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+
+
 def combine(predictions: list[np.ndarray]) -> np.ndarray:
     """Confidence-weighted mean: each model's vote counts by how far it is from 0.5 at that pixel.
 
@@ -60,14 +79,7 @@ def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None =
     """Return (matte, proxy): the combined matte at the resolution of the largest model's proxy."""
     infer = infer or session_infer(store)
     sessions = [get_session(name, store) for name in models]
-    largest = max(s.size for s in sessions)
-    proxies = {size: make_proxy(rgb, size) for size in {s.size for s in sessions}}
-    guide = proxies[largest]
-    predictions = []
-    for session in sessions:
-        matte = infer(session.model.name, proxies[session.size])
-        if session.size != largest:
-            matte = np.asarray(Image.fromarray(matte).resize((guide.shape[1], guide.shape[0]),
-                                                             Image.Resampling.BILINEAR))
-        predictions.append(matte)
+    guide = make_proxy(rgb, max(s.size for s in sessions))
+    squares = {size: make_square(rgb, size) for size in {s.size for s in sessions}}
+    predictions = [_resize(infer(s.model.name, squares[s.size]), guide.shape) for s in sessions]
     return combine(predictions), guide
