@@ -232,3 +232,34 @@ def test_list_cursor_pagination_and_filters(client, env, stack):
     _assert_error(client.get("/v2/jobs?limit=0", headers={"x-api-key": key}), 400, "invalid_limit")
     _assert_error(client.get("/v2/jobs?created_after=yesterday", headers={"x-api-key": key}), 400,
                   "invalid_timestamp")
+
+
+def test_idempotency_key_on_sync_post_v2(client, key):
+    image = support.scene_png(96, 64, 26)
+    first = client.post("/v2", headers={"x-api-key": key, "Idempotency-Key": "sync-1"},
+                        data={"image_file": (io.BytesIO(image), "a.png"), "cache": "false"})
+    again = client.post("/v2", headers={"x-api-key": key, "Idempotency-Key": "sync-1"},
+                        data={"image_file": (io.BytesIO(image), "a.png"), "cache": "false"})
+    assert first.status_code == again.status_code == 200 and first.data == again.data
+    assert first.headers["X-Job-ID"] == again.headers["X-Job-ID"] and again.headers["Idempotent-Replayed"] == "true"
+    assert again.mimetype == "image/png" and again.headers["X-Width"] == "96"
+
+
+def test_cursor_pagination_in_the_domain_on_both_databases(database_url, s3, model_dir):
+    from clearcut import accounts
+    from clearcut.context import Context
+    from clearcut.db import sessionmaker_for, upgrade
+
+    upgrade(database_url)
+    ctx = Context(db=sessionmaker_for(database_url), storage=s3.storage, database_url=database_url)
+    with ctx.db.begin() as session:
+        account = accounts.get_or_create_account(session, f"pages-{database_url.split(':')[0]}")
+    created = [jobs.submit(ctx, account, None, support.scene_png(96, 64, 30 + i), "image/png", parse({}),
+                           use_cache=False).job.id for i in range(5)]
+    seen, cursor = [], None
+    while True:
+        rows, cursor = jobs.list_jobs(ctx, account.id, limit=2, cursor=cursor)
+        seen += [r.id for r in rows]
+        if cursor is None:
+            break
+    assert seen == list(reversed(created))
