@@ -41,8 +41,14 @@ def _health(url):
 
 
 def _worker_children(pid):
-    return [p for p in psutil.Process(pid).children()
-            if "celery" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+    found = []
+    for p in psutil.Process(pid).children():
+        try:  # a child that just exited may be a zombie until the supervisor reaps it
+            if p.status() != psutil.STATUS_ZOMBIE and "celery" in " ".join(p.cmdline()):
+                found.append(p)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return found
 
 
 def _gone(process: psutil.Process) -> bool:
