@@ -102,9 +102,9 @@ def guided_upsample(matte: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarra
 
 def clean_alpha(alpha: np.ndarray, low: float = 0.02, high: float = 0.98) -> np.ndarray:
     """Snap near-0 and near-1 values: removes faint background noise and speckle in the subject."""
-    alpha = np.where(alpha < low, 0.0, alpha)
-    alpha = np.where(alpha > high, 1.0, alpha)
-    return alpha.astype(np.float32, copy=False)
+    alpha = np.asarray(alpha, np.float32)
+    kept = cv2.threshold(alpha, low, 0.0, cv2.THRESH_TOZERO)[1]          # <= low -> 0
+    return cv2.max(kept, cv2.threshold(alpha, high, 1.0, cv2.THRESH_BINARY)[1])  # > high -> 1
 
 
 def _blur_fusion(image, fg, bg, alpha, r):
