@@ -3,6 +3,7 @@ worker is killed with SIGKILL in the middle of a job."""
 import os
 import signal
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -110,13 +111,14 @@ def _live_account(env, name):
 
 def test_duplicate_delivery_runs_once_in_effect(env, tmp_path_factory):
     ctx, account = _live_account(env, "sweep-duplicates")
+    queue = f"dup-{uuid.uuid4().hex[:6]}"  # only this test's worker consumes it
     job = jobs.submit(ctx, account, None, support.scene_png(96, 64, 25), "image/png", parse({}), use_cache=False,
-                      webhook_url="http://127.0.0.1:9/hook").job
-    with support.worker(env, tmp_path_factory.mktemp("dup-worker"), queues="cpu", concurrency=2) as (_, app):
-        first = app.send_task("clearcut.process_job", args=[job.id], queue="cpu")
-        second = app.send_task("clearcut.process_job", args=[job.id], queue="cpu")
+                      webhook_url="http://127.0.0.1:9/hook", queue=queue).job
+    with support.worker(env, tmp_path_factory.mktemp("dup-worker"), queues=queue, concurrency=2) as (_, app):
+        first = app.send_task("clearcut.process_job", args=[job.id], queue=queue)
+        second = app.send_task("clearcut.process_job", args=[job.id], queue=queue)
         assert {first.get(timeout=60), second.get(timeout=60)} == {"succeeded"}
-        third = app.send_task("clearcut.process_job", args=[job.id], queue="cpu").get(timeout=60)
+        third = app.send_task("clearcut.process_job", args=[job.id], queue=queue).get(timeout=60)
         assert third == "succeeded"
     with ctx.db() as session:
         row = session.get(Job, job.id)
@@ -132,19 +134,21 @@ def test_duplicate_delivery_runs_once_in_effect(env, tmp_path_factory):
 def test_sweeper_recovers_a_job_from_a_worker_killed_mid_job(env, tmp_path_factory):
     ctx, account = _live_account(env, "sweep-sigkill")
     big = encode_image(synthetic_scene(2400, 1800, 600)[0], "PNG")  # seconds of work: time to kill it
-    job = jobs.submit(ctx, account, None, big, "image/png", parse({}), use_cache=False).job
+    queue = f"kill-{uuid.uuid4().hex[:6]}"  # only this test's workers consume it (not the session's worker)
+    job = jobs.submit(ctx, account, None, big, "image/png", parse({}), use_cache=False, queue=queue).job
     logs = tmp_path_factory.mktemp("killed-worker")
-    with support.worker(env, logs, queues="cpu", extra={"CLEARCUT_JOB_DEADLINE_S": "3"}) as (process, app):
-        app.send_task("clearcut.process_job", args=[job.id], queue="cpu")
+    with support.worker(env, logs, queues=queue, extra={"CLEARCUT_JOB_DEADLINE_S": "3"}) as (process, app):
+        app.send_task("clearcut.process_job", args=[job.id], queue=queue)
         support.wait_for(lambda: _row(ctx, job.id).status == "processing", 60, 0.01, "the job to start")
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
     row = _row(ctx, job.id)
     assert row.status == "processing" and row.attempts == 1  # stuck: nobody will finish it
-    time.sleep(max(0.0, (row.deadline_at.replace(tzinfo=None) - utcnow().replace(tzinfo=None))
-                   .total_seconds()) + 0.5)
-    with support.worker(env, tmp_path_factory.mktemp("rescue-worker"), queues="cpu") as (_, app):
-        swept = app.send_task("clearcut.sweep", queue="cpu").get(timeout=60)
+    wait_s = (row.deadline_at.replace(tzinfo=None) - utcnow().replace(tzinfo=None)).total_seconds()
+    assert wait_s < 5  # the killed worker's 3 s deadline
+    time.sleep(max(0.0, wait_s) + 0.5)
+    with support.worker(env, tmp_path_factory.mktemp("rescue-worker"), queues=queue) as (_, app):
+        swept = app.send_task("clearcut.sweep", queue=queue).get(timeout=60)
         assert swept["requeued"] >= 1
         support.wait_for(lambda: _row(ctx, job.id).status == "succeeded", 90, 0.2, "the rescued job")
     row = _row(ctx, job.id)
