@@ -137,6 +137,34 @@ def _pop_async_fields() -> dict:
     return found
 
 
+def _url_intake():
+    """(options, use_cache, url) when the only image input is ``image_url``; None otherwise (the shared
+    intake then handles the request, including every error about image inputs)."""
+    from app.inputs import IMAGE_FIELDS, _lower_keys, _options
+
+    body = json_body()
+    if body is not None:
+        fields = _lower_keys(body.items())
+    elif (request.mimetype or "").lower() in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        if request.files:
+            return None
+        fields = _lower_keys((k, v) for k in request.form for v in request.form.getlist(k))
+    else:
+        return None
+    present = [name for name in IMAGE_FIELDS if fields.get(name) not in (None, "")]
+    if present != ["image_url"] or not isinstance(fields["image_url"], str):
+        return None
+    url = fields.pop("image_url").strip()
+    fields.pop("api_key", None)
+    for name in IMAGE_FIELDS:
+        fields.pop(name, None)
+    from clearcut import netguard
+
+    netguard._split(url)  # scheme, host and credentials now; addresses are checked when fetching
+    options, use_cache = _options(fields)
+    return options, use_cache, url
+
+
 def parse_metadata(value):
     if value is None:
         return None
@@ -271,10 +299,20 @@ def create_job():
     external = extra.get("external_id")
     if external is not None and (not isinstance(external, (str, int)) or len(str(external)) > 200):
         raise BadRequest("external_id must be a string of at most 200 characters", code="invalid_external_id")
+    pending = _url_intake()
+    if pending is not None:  # the worker fetches image_url (SSRF guard there): 202 without waiting on it
+        options, use_cache, url = pending
+        job = jobs.submit_pending(_ctx(), g.account, g.key, options, {"image_url": url, "cache": use_cache},
+                                  request_id=request_id(), webhook_url=webhook_url, metadata=metadata,
+                                  priority=priority, output=output, queue=config.get("CLEARCUT_ASYNC_QUEUE"),
+                                  external_id=None if external is None else str(external))
+        dispatch([(job.id, job.queue, priority)])
+        return _accepted(job_detail(jobs.get(_ctx(), g.account.id, job.id)))
     intake = parse_request()
     submission = jobs.submit(_ctx(), g.account, g.key, intake.data, intake.content_type, intake.options,
                              source="jobs", request_id=request_id(), use_cache=intake.use_cache,
                              webhook_url=webhook_url, metadata=metadata, priority=priority, output=output,
+                             queue=config.get("CLEARCUT_ASYNC_QUEUE"),
                              external_id=None if external is None else str(external))
     if submission.enqueue:
         dispatch([(submission.job.id, submission.job.queue, priority)])

@@ -112,6 +112,8 @@ SETTINGS: dict[str, Setting] = {
         # Async jobs, batches and webhooks (clearcut.jobs / batches / webhooks / sweeper)
         Setting("CLEARCUT_PUBLIC_URL", "http://127.0.0.1:8080",
                 "Base URL of the API as callers reach it (used for links in webhook payloads)."),
+        Setting("CLEARCUT_ASYNC_QUEUE", "cpu",
+                "Celery queue for `POST /v2/jobs` (`batch` keeps async jobs off the interactive queue)."),
         Setting("CLEARCUT_PRESIGN_TTL_S", "3600", "Lifetime of presigned result URLs, in seconds.", _positive_int),
         Setting("CLEARCUT_JOB_MAX_ATTEMPTS", "3",
                 "Attempts (worker claims or sweeper re-enqueues) before a stuck job fails with "

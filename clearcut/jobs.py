@@ -122,6 +122,22 @@ def submit(ctx: Context, account: Account, key: ApiKey | None, data: bytes, cont
         return Submission(job, enqueue=hit is None, deliveries=tuple(deliveries))
 
 
+def submit_pending(ctx: Context, account: Account, key: ApiKey | None, options: Options, input_spec: dict, *,
+                   source: str = "jobs", request_id: str | None = None, webhook_url: str | None = None,
+                   metadata: dict | None = None, priority: int = 5, queue: str = "cpu", output: dict | None = None,
+                   external_id: str | None = None) -> Job:
+    """Record a job whose image the worker fetches (``{"image_url": ...}`` or ``{"s3_key": ...}``)."""
+    with ctx.db.begin() as session:
+        now = utcnow()
+        job = Job(account_id=account.id, api_key_id=key.id if key else None, request_id=request_id, source=source,
+                  options=options.normalised(), content_type=CONTENT_TYPES[options.format], deadline_at=_deadline(),
+                  queued_at=now, webhook_url=webhook_url, meta=metadata, priority=priority, queue=queue,
+                  output=output, external_id=external_id, input_spec=input_spec)
+        session.add(job)
+        session.flush()
+        return job
+
+
 def _finish_from_cache(ctx: Context, session: Session, job: Job, hit: Job) -> None:
     now = utcnow()
     job.status, job.cache_hit, job.result = "succeeded", True, hit.result

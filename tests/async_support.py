@@ -19,7 +19,9 @@ from tests.conftest import encode_image, synthetic_scene
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Settings the app process and the worker share in these tests: loopback receivers and image hosts are
 # allowed, webhook retries come fast (the production schedule is minutes to hours).
+ASYNC_QUEUE = f"async-{uuid.uuid4().hex[:8]}"  # POST /v2/jobs work: only these tests' workers consume it
 FAST = {
+    "CLEARCUT_ASYNC_QUEUE": ASYNC_QUEUE,
     "CLEARCUT_URL_ALLOWLIST": "127.0.0.1",
     "CLEARCUT_RATE_LIMIT_PER_MINUTE": "100000",
     "CLEARCUT_WEBHOOK_BACKOFF_S": "0,0.2,0.2,0.2,0.2",
@@ -37,7 +39,7 @@ def scene_png(width=96, height=64, radius=20, shift=0) -> bytes:
 
 
 @contextmanager
-def worker(service_env: dict, log_dir, *, queues="cpu,batch,webhooks", concurrency=1, extra=None):
+def worker(service_env: dict, log_dir, *, queues=f"cpu,batch,webhooks,{ASYNC_QUEUE}", concurrency=1, extra=None):
     """A ``celery worker`` subprocess (own process group) on ``service_env``; yields (process, celery app)."""
     from clearcut.services import spawn, stop_process_group, wait_until
     from worker.celery_app import create_celery

@@ -263,3 +263,40 @@ def test_cursor_pagination_in_the_domain_on_both_databases(database_url, s3, mod
         if cursor is None:
             break
     assert seen == list(reversed(created))
+
+
+class _Images(support.Quiet):
+    def do_GET(self):  # noqa: N802 - http.server API
+        body = support.scene_png(96, 64, 19) if self.path == "/ok.png" else b"missing"
+        self.send_response(200 if self.path == "/ok.png" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_image_url_is_fetched_by_the_worker(client, key):
+    server = support.Server(_Images)
+    try:
+        r = client.post("/v2/jobs", headers={"x-api-key": key},
+                        json={"image_url": f"{server.url}/ok.png", "format": "webp", "metadata": {"k": "v"}})
+        assert r.status_code == 202, r.get_data(as_text=True)
+        body = r.get_json()
+        assert body["input"] == {"image_url": f"{server.url}/ok.png"} and body["asset_id"] is None
+        done = support.wait_job(client, key, body["id"])
+        assert done["status"] == "succeeded" and done["asset_id"] and done["timings_ms"]["fetch_ms"] >= 0
+        assert done["queue"] == support.ASYNC_QUEUE and done["metadata"] == {"k": "v"}
+        out = client.get(f"/v2/jobs/{body['id']}/result", headers={"x-api-key": key})
+        assert Image.open(io.BytesIO(out.data)).format == "WEBP"
+        broken = client.post("/v2/jobs", headers={"x-api-key": key}, data={"image_url": f"{server.url}/gone.png"})
+        assert broken.status_code == 202
+        failed = support.wait_job(client, key, broken.get_json()["id"])
+        assert failed["status"] == "failed" and failed["error"]["code"] == "image_url_unreachable"
+        private = client.post("/v2/jobs", headers={"x-api-key": key}, json={"image_url": "http://10.1.2.3/x.png"})
+        refused = support.wait_job(client, key, private.get_json()["id"])
+        assert refused["error"]["code"] == "url_not_allowed"
+        _assert_error(client.post("/v2/jobs", headers={"x-api-key": key}, json={"image_url": "file:///etc/passwd"}),
+                      400, "url_not_allowed")
+        _assert_error(client.post("/v2/jobs", headers={"x-api-key": key},
+                                  json={"image_url": f"{server.url}/ok.png", "format": "svg"}), 400, "invalid_format")
+    finally:
+        server.close()
