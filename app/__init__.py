@@ -73,6 +73,7 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(batches_api.bp)
     app.register_blueprint(webhooks_api.bp)
     app.register_blueprint(__import__("app.compat", fromlist=["bp"]).bp)  # vendor drop-in routes
+    app.register_blueprint(__import__("app.console", fromlist=["bp"]).bp)  # web console at /console
 
     @app.after_request
     def _rate_headers(response):
