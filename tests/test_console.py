@@ -300,6 +300,17 @@ def test_try_upload_cutout_and_download_the_apis_bytes(tab, key, live, tmp_path)
     r, g, b = flat.getpixel((3, 3))
     assert g > 200 and r < 60 and b < 60  # the chosen green behind the subject
 
+    # a file that only claims to be an image gets the API's error, code and request id
+    tab.allowed.append(re.compile(r"Failed to load resource: the server responded with a status of 4\d\d"))
+    fake = tmp_path / "notes.png"
+    fake.write_bytes(b"these are my notes, not pixels")
+    page.set_input_files("#image-file", str(fake))
+    page.get_by_role("button", name="Remove background").click()
+    alert = page.locator(".try-form [role=alert]")
+    alert.wait_for()
+    text = alert.inner_text()
+    assert "The cutout failed" in text and "invalid_image" in text and "HTTP 422" in text and "request req_" in text
+
 
 def test_batch_with_failures_replay_until_all_succeed(tab, key, live, servers):
     page = tab.page
@@ -400,6 +411,27 @@ def test_jobs_search_job_page_and_webhook_resend(tab, key, live, servers):
     assert "job_not_found" in alert.inner_text() and "No such job" in alert.inner_text()
 
 
+def test_batch_list_pages_with_a_cursor(key, live, servers):
+    host, _ = servers
+    ids = []
+    for n in (1, 2):
+        created = _api(live, key, "POST", "/v2/batches", json={"items": [{"image_url": f"{host.url}/img/{n}.png"}]})
+        assert created.status_code == 202, created.text
+        ids.append(created.json()["id"])
+    for batch_id in ids:
+        support.wait_for(lambda: _api(live, key, "GET", f"/v2/batches/{batch_id}").json()["status"] == "completed",
+                         60, interval=0.3, what=f"batch {batch_id}")
+    first = _api(live, key, "GET", "/v2/batches?limit=1").json()
+    assert [b["id"] for b in first["data"]] == [ids[1]] and first["has_more"] is True  # newest first
+    assert first["data"][0]["counts"]["succeeded"] == 1 and first["data"][0]["progress"] == 1.0
+    second = _api(live, key, "GET", f"/v2/batches?limit=1&cursor={first['next_cursor']}").json()
+    assert [b["id"] for b in second["data"]] == [ids[0]]
+    assert {b["id"] for b in _api(live, key, "GET", "/v2/batches?status=completed&limit=100").json()["data"]} >= set(ids)
+    assert _api(live, key, "GET", "/v2/batches?status=processing&limit=100").json()["data"] == []
+    bad = _api(live, key, "GET", "/v2/batches?status=done")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_status"
+
+
 def test_usage_page_and_endpoints_are_scoped_to_the_account(tab, key, live, env):
     with support.context(env).db() as session:
         account = session.scalar(select(Account).where(Account.name == ACCOUNT))
@@ -414,8 +446,6 @@ def test_usage_page_and_endpoints_are_scoped_to_the_account(tab, key, live, env)
     other = support.new_key(env, "console-tests-other")
     assert _api(live, other, "GET", "/v2/usage").json()["images"] == 0
     assert _api(live, other, "GET", "/v2/batches").json()["data"] == []
-    mine = _api(live, key, "GET", "/v2/batches?limit=1").json()
-    assert len(mine["data"]) == 1 and mine["data"][0]["object"] == "batch"
     bad = _api(live, key, "GET", "/v2/usage?days=0")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_days"
 

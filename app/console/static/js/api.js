@@ -12,8 +12,8 @@ export const auth = {
 // What to do about an error code, in words; the API's own message is shown next to it.
 const HINTS = {
   missing_api_key: "Sign in with an API key.",
-  invalid_api_key: "That API key is not valid. Check it for typos, or create one with `clearcut keys create`.",
-  revoked_api_key: "That API key has been revoked. Create a new one with `clearcut keys create`.",
+  invalid_api_key: "That API key is not valid. Check it for typos, or create one with: clearcut keys create --account NAME.",
+  revoked_api_key: "That API key has been revoked. Create a new one with: clearcut keys create --account NAME.",
   inactive_account: "This account is inactive.",
   rate_limited: "Too many requests with this key. Wait a moment and try again.",
   image_too_large: "The image is too large. Downscale or compress it and try again.",

@@ -24,10 +24,10 @@ export function render(main) {
   const channels = field("Channels", select([["rgba", "Cutout (RGBA)"], ["alpha", "Alpha matte only"]], "rgba"));
   const size = field("Size", select([["full", "Full"], ["hd", "HD (4 MP)"], ["medium", "Medium (1.5 MP)"],
     ["preview", "Preview (0.25 MP)"], ["auto", "Auto"]], "full"));
-  const crop = h("input", { type: "checkbox", id: "opt-crop" });
-  const despill = h("input", { type: "checkbox", id: "opt-despill" });
+  const crop = h("input", { type: "checkbox", id: "opt-crop", name: "crop" });
+  const despill = h("input", { type: "checkbox", id: "opt-despill", name: "despill" });
   const bgOn = h("input", { type: "checkbox", id: "opt-bg-on" });
-  const bgColor = h("input", { type: "color", id: "opt-bg-color", value: "#ffffff", disabled: true });
+  const bgColor = h("input", { type: "color", id: "opt-bg-color", name: "bg_color", value: "#ffffff", disabled: true });
   bgOn.addEventListener("change", () => { bgColor.disabled = !bgOn.checked; });
   for (const [name, el] of [["format", format.input], ["channels", channels.input], ["size", size.input]]) {
     el.id = `opt-${name}`;
@@ -101,6 +101,7 @@ export function render(main) {
     body.append("image_file", file, file.name);
     for (const [name, value] of Object.entries(chosen)) body.append(name, value);
     submit.disabled = true;
+    for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
     status.replaceChildren(h("p", { class: "busy", text: "Removing the background…" }));
     const started = performance.now();
     try {
@@ -126,6 +127,12 @@ export function render(main) {
     } catch (err) {
       if (err.name === "AbortError") return;
       status.replaceChildren(errorBox(err, "The cutout failed"));
+      const option = err.details && err.details.option;
+      const control = option ? form.querySelector(`[name="${CSS.escape(option)}"]`) : null;
+      if (control) {
+        control.setAttribute("aria-invalid", "true");
+        control.focus();
+      }
     } finally {
       submit.disabled = false;
     }
