@@ -216,6 +216,26 @@ def _alpha_iou(data: bytes, mask) -> float:
 
 # --- flows -------------------------------------------------------------------------------------------
 
+def test_console_is_served_offline_with_a_strict_policy(live):
+    page = requests.get(f"{live}/console", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "unsafe" not in policy
+    assert page.headers["Referrer-Policy"] == "no-referrer" and 'type="module"' in page.text
+    slash = requests.get(f"{live}/console/", allow_redirects=False, timeout=10)
+    assert slash.status_code == 308 and slash.headers["Location"].endswith("/console")
+    static = Path(__file__).parent.parent / "app" / "console" / "static"
+    for path in static.rglob("*"):
+        if path.is_file():  # nothing from a CDN: no other host (bar the SVG namespace and placeholder text)
+            text = path.read_text()
+            assert set(re.findall(r"https?://([\w.-]+)", text)) <= {"www.w3.org", "example.com"}, path
+            assert all(m.startswith(".") for m in re.findall(r"\bfrom \"([^\"]+)\"", text)), path
+            assert "@import" not in text and "url(" not in text, path
+        if path.suffix in (".js", ".css", ".svg"):
+            served = requests.get(f"{live}/console/static/{path.relative_to(static).as_posix()}", timeout=10)
+            assert served.status_code == 200 and served.content == path.read_bytes()
+
+
 def test_bad_key_shows_a_clear_error_and_nothing_leaks(tab, key):
     page = tab.page
     tab.goto()
