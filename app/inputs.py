@@ -52,14 +52,26 @@ def json_body() -> dict | None:
         return None
     raw = request.get_data(cache=True)
     try:
-        body = json.loads(raw or b"null")
+        body = json.loads(raw or b"null", object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON ({exc}); send a JSON object",
                          code="invalid_json")
+    except RecursionError:  # e.g. 100,000 nested brackets: refused, not a 500
+        raise BadRequest("the JSON body is nested too deeply; send a flat JSON object", code="invalid_json")
     if not isinstance(body, dict):
         raise BadRequest("the JSON body must be an object such as {\"image_base64\": \"...\"}",
                          code="invalid_json")
     return body
+
+
+def _unique_keys(pairs) -> dict:
+    """JSON objects with a repeated key are refused (json.loads would silently keep the last one)."""
+    out: dict = {}
+    for name, value in pairs:
+        if name in out:
+            raise BadRequest(f"field {name!r} was sent more than once", code="duplicate_field", field=name)
+        out[name] = value
+    return out
 
 
 def decode_base64(value, field: str) -> bytes:

@@ -96,8 +96,8 @@ def parse_color(value: Any) -> tuple[int, int, int]:
                 digits = "".join(c * 2 for c in digits)
             return tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))
         named = ImageColor.colormap.get(text.lower())
-        if isinstance(named, str):
-            return ImageColor.getrgb(named)[:3]
+        if isinstance(named, (str, tuple)):  # Pillow replaces a name it has looked up by its tuple
+            return ImageColor.getrgb(text.lower())[:3]
     raise InvalidOption(
         f"bg_color must be a CSS colour name (e.g. white), #rgb or #rrggbb hex (e.g. #FFFFFF); got {value!r}",
         code="invalid_bg_color", option="bg_color")
