@@ -28,5 +28,5 @@ def test_queue_discipline(celery_worker):
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_soft_time_limit < conf.task_time_limit
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
-    assert {q.name for q in conf.task_queues} == {"cpu", "gpu"}
+    assert {q.name for q in conf.task_queues} == {"cpu", "gpu", "batch", "webhooks"}
     assert conf.task_default_queue == "cpu"

@@ -4,10 +4,10 @@
   finished, and a worker killed mid-task (OOM, SIGKILL) hands it back instead of losing it.
 * Soft/hard time limits bound a stuck inference; the broker visibility timeout is twice the hard
   limit so Redis never redelivers a task that is still legitimately running.
-* Two declared queues: ``cpu`` (the default) and ``gpu`` (GPU workers
-  run with ``-Q gpu``); plus ``batch`` (batch items, so a large batch never sits in front of
+* Declared queues: ``cpu`` (the default, interactive requests), ``gpu`` (GPU workers run with
+  ``-Q gpu``), ``batch`` (batch items and async jobs, so a large batch never sits in front of
   interactive requests: a worker consuming ``cpu,batch`` alternates between them) and ``webhooks``
-  (deliveries), created on first use.
+  (deliveries). CPU workers consume ``cpu,batch,webhooks`` (see ``WORKER_QUEUES``).
 
 ``celery -A worker.celery_app worker -Q cpu`` finds the module-level ``celery`` app, built on
 first access from the environment (CLEARCUT_REDIS_URL, ...); importing this module connects to
@@ -22,7 +22,8 @@ from kombu import Queue
 
 from clearcut import config
 
-QUEUES = ("cpu", "gpu")
+QUEUES = ("cpu", "gpu", "batch", "webhooks")
+WORKER_QUEUES = "cpu,batch,webhooks"  # what a CPU worker consumes (dev, compose, Kubernetes)
 DEFAULT_QUEUE = "cpu"
 BATCH_QUEUE = "batch"
 WEBHOOK_QUEUE = "webhooks"
