@@ -74,6 +74,7 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(webhooks_api.bp)
     app.register_blueprint(__import__("app.compat", fromlist=["bp"]).bp)  # vendor drop-in routes
     app.register_blueprint(__import__("app.console", fromlist=["bp"]).bp)  # web console at /console
+    app.register_blueprint(__import__("app.openapi", fromlist=["bp"]).bp)  # GET /v2/openapi.json
 
     @app.after_request
     def _rate_headers(response):
