@@ -17,6 +17,18 @@ def _models_fetch(args) -> int:
     return 0
 
 
+def _models_quantize(args) -> int:
+    from clearcut.models import quantize
+
+    for name in args.names:
+        recipe = quantize.build(name, calibration=args.calibration, method=args.method, images=args.images,
+                                views=args.views)
+        check = recipe["quality_check"]
+        print(f"{recipe['name']}: sha256 {recipe['sha256']}, quality check "
+              f"{'passed' if check.get('passed') else 'NOT passed (auto precision keeps float)'}")
+    return 0
+
+
 def _models_list(args) -> int:
     from clearcut.models.store import ModelStore
 
@@ -49,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("names", nargs="*")
     fetch.add_argument("--force", action="store_true", help="download again even if cached")
     fetch.set_defaults(func=_models_fetch)
+    quant = models_sub.add_parser("quantize", help="build calibrated static int8 variants (NAME-int8)")
+    quant.add_argument("names", nargs="+")
+    quant.add_argument("--calibration", help="folder of calibration photos (default: scikit-image's free samples)")
+    quant.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy"])
+    quant.add_argument("--images", type=int, help="use only the first N calibration images")
+    quant.add_argument("--views", type=int, default=2, help="views per image: full, mirrored, then crops (max 6)")
+    quant.set_defaults(func=_models_quantize)
     listing = models_sub.add_parser("list", help="list known models")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=_models_list)

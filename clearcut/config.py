@@ -67,6 +67,10 @@ SETTINGS: dict[str, Setting] = {
                 "ONNX Runtime provider: `auto` (CUDA when active, else CPU), `cpu`, `cuda` or `tensorrt`; a "
                 "requested GPU provider that is not active stops the worker instead of falling back to CPU.",
                 _choice("auto", "cpu", "cuda", "tensorrt")),
+        Setting("CLEARCUT_MODEL_PRECISION", "auto",
+                "`auto`: a model's calibrated int8 variant on the CPU when `clearcut models quantize` built it "
+                "and its recorded quality check passed (GPU keeps float); `fp32` or `int8` force one.",
+                _choice("auto", "fp32", "int8")),
         Setting("CLEARCUT_WORKER_METRICS_PORT", "0",
                 "Port of a worker's Prometheus `/metrics` (and `/healthz`) server (0 = off).", _port),
         Setting("CLEARCUT_LOG_FORMAT", "json", "Log lines as `json` (one object per line) or `text`.",

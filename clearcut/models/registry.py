@@ -97,8 +97,22 @@ def all_specs() -> dict[str, ModelSpec]:
     return {**BUILTIN, **parse_custom(config.get("CLEARCUT_CUSTOM_MODELS"))}
 
 
+INT8_SUFFIX = "-int8"
+
+
+def int8_spec(base: ModelSpec) -> ModelSpec:
+    """The calibrated int8 variant of ``base``, built locally by ``clearcut models quantize``. Its sha256
+    is recorded in the recipe beside the file (it depends on the ONNX Runtime version), so it is empty
+    here and the store checks the file against the recipe."""
+    return ModelSpec(base.name + INT8_SUFFIX, f"{base.name}{INT8_SUFFIX}.onnx", "", base.input_size,
+                     base.normalisation, f"quantize:{base.name}", base.licence, base.version + INT8_SUFFIX)
+
+
 def spec(name: str) -> ModelSpec:
     specs = all_specs()
+    base = name[: -len(INT8_SUFFIX)] if name.endswith(INT8_SUFFIX) else None
+    if base in specs and name not in specs:
+        return int8_spec(specs[base])
     if name not in specs:
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(specs))}",
                          code="unknown_model", status=400)

@@ -113,6 +113,16 @@ def provider_options(providers: list[str]) -> list:
     return out
 
 
+def preprocess(model: ModelSpec, square: np.ndarray) -> np.ndarray:
+    """An RGB uint8 square (the network's input size) -> the normalised NCHW float32 batch of one."""
+    norm = NORMALISATIONS[model.normalisation]
+    x = square.astype(np.float32)
+    x /= max(float(x.max()), 1.0) if norm["scale"] == "max" else 255.0
+    x -= np.asarray(norm["mean"], np.float32)
+    x /= np.asarray(norm["std"], np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
 class SegmentationSession:
     def __init__(self, model: ModelSpec, path, *, threads: int | None = None, providers=None,
                  requested: str | None = None):
@@ -130,10 +140,6 @@ class SegmentationSession:
         check_active(requested, self._session.get_providers())
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
-        norm = NORMALISATIONS[model.normalisation]
-        self._mean = np.asarray(norm["mean"], np.float32)
-        self._std = np.asarray(norm["std"], np.float32)
-        self._scale_to_max = norm["scale"] == "max"
 
     @property
     def size(self) -> int:
@@ -152,13 +158,8 @@ class SegmentationSession:
         h, w = proxy.shape[:2]
         if max(h, w) != self.size:
             raise ValueError(f"proxy {w}x{h} does not have longer side {self.size}")
-        x = proxy.astype(np.float32)
-        x /= max(float(x.max()), 1.0) if self._scale_to_max else 255.0
-        x -= self._mean
-        x /= self._std
         pad = ((0, self.size - h), (0, self.size - w), (0, 0))
-        x = np.pad(x, pad, mode="edge")
-        batch = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+        batch = preprocess(self.model, np.pad(proxy, pad, mode="edge"))
         out = self._session.run([self._output], {self._input: batch})[0][0, 0, :h, :w]
         return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
 
@@ -173,9 +174,40 @@ def loaded() -> list[dict]:
         return [{"model": s.model.name, "providers": s.providers} for s in _sessions.values()]
 
 
+def resolve_precision(name: str, store: ModelStore, *, precision: str | None = None,
+                      provider: str | None = None) -> str:
+    """The model file a request for ``name`` runs: ``NAME-int8`` or ``NAME``.
+
+    CLEARCUT_MODEL_PRECISION ``auto``: the int8 variant on the CPU when it is built and its recorded
+    quality check passed (GPU providers keep float: int8 QDQ gains nothing there without TensorRT
+    calibration); ``fp32``: always the float file; ``int8``: the int8 variant, or an error saying how to
+    build it. A name that already ends in ``-int8`` is taken as asked."""
+    from clearcut.models import quantize
+
+    if name.endswith(quantize.INT8_SUFFIX):
+        return name
+    precision = precision or config.get("CLEARCUT_MODEL_PRECISION")
+    if precision == "fp32" or spec(name).source.startswith("quantize:"):
+        return name
+    if precision == "int8":
+        if not store.has_int8(name, checked=False):
+            raise ModelError(f"CLEARCUT_MODEL_PRECISION=int8 but {quantize.int8_name(name)!r} is not built in "
+                             f"{store.directory}; run `clearcut models quantize {name}` (or set it to auto)",
+                             code="model_unavailable")
+        return quantize.int8_name(name)
+    if provider is None:
+        try:
+            provider = select_providers()[0]
+        except ProviderUnavailable:
+            provider = CPU
+    return quantize.int8_name(name) if provider == CPU and store.has_int8(name) else name
+
+
 def get_session(name: str, store: ModelStore | None = None) -> SegmentationSession:
-    """The process-wide session for a model (created on first use, then reused)."""
+    """The process-wide session for a model (created on first use, then reused); the precision is
+    chosen by ``resolve_precision``, so ``session.model.name`` says which file runs."""
     store = store or ModelStore()
+    name = resolve_precision(name, store)
     key = (name, str(store.directory))
     with _lock:
         if key not in _sessions:

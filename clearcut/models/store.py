@@ -37,6 +37,8 @@ class ModelStore:
         interrupted or tampered fetch never leaves a file that later looks valid.
         """
         model = spec(name)
+        if model.source.startswith("quantize:"):  # built locally, never downloaded
+            return self.path(name)
         path = self.path_for(model)
         if path.exists() and not force:
             self._verify(model, path)
@@ -56,21 +58,49 @@ class ModelStore:
         """The verified path of a cached model; never downloads (workers run offline)."""
         model = spec(name)
         path = self.path_for(model)
+        if model.source.startswith("quantize:"):
+            return self._int8_path(model, path)
         if not path.exists():
             raise ModelError(f"model {name!r} is not in {self.directory}; run `clearcut models fetch {name}`")
         self._verify(model, path)
         return path
 
-    def _verify(self, model: ModelSpec, path: Path) -> None:
-        if (str(path), model.sha256) in _verified:
+    def recipe(self, name: str) -> dict | None:
+        """The recorded recipe of an int8 variant (None when it has not been built)."""
+        from clearcut.models import quantize
+
+        return quantize.read_recipe(self, name)
+
+    def has_int8(self, name: str, *, checked: bool = True) -> bool:
+        """Whether ``NAME-int8`` is built here (and, with ``checked``, its recorded quality check passed)."""
+        from clearcut.models import quantize
+
+        recipe = self.recipe(quantize.int8_name(name))
+        if recipe is None or not (self.directory / recipe["file"]).exists():
+            return False
+        return bool(recipe.get("quality_check", {}).get("passed")) if checked else True
+
+    def _int8_path(self, model: ModelSpec, path: Path) -> Path:
+        base = model.source.split(":", 1)[1]
+        recipe = self.recipe(model.name)
+        if recipe is None or not path.exists():
+            raise ModelError(f"model {model.name!r} is not built in {self.directory}; run "
+                             f"`clearcut models quantize {base}`")
+        self._verify(model, path, expected=recipe["sha256"],
+                     fix=f"run `clearcut models quantize {base}` to rebuild it")
+        return path
+
+    def _verify(self, model: ModelSpec, path: Path, *, expected: str | None = None, fix: str | None = None) -> None:
+        expected = expected or model.sha256
+        if (str(path), expected) in _verified:
             return
         actual = sha256_of(path)
-        if actual != model.sha256:
+        if actual != expected:
             raise ChecksumMismatch(
-                f"model {model.name!r} at {path} has sha256 {actual}, expected {model.sha256}; "
-                f"delete it and run `clearcut models fetch {model.name}`",
-                expected=model.sha256, actual=actual)
-        _verified.add((str(path), model.sha256))
+                f"model {model.name!r} at {path} has sha256 {actual}, expected {expected}; "
+                f"{fix or f'delete it and run `clearcut models fetch {model.name}`'}",
+                expected=expected, actual=actual)
+        _verified.add((str(path), expected))
 
     def describe(self) -> list[dict]:
         rows = []
@@ -82,6 +112,17 @@ class ModelStore:
                 "source": model.source, "licence": model.licence, "input_size": model.input_size,
                 "normalisation": model.normalisation,
             })
+            recipe = self.recipe(model.name + "-int8") if model.sha256 else None
+            if recipe is not None:
+                int8 = spec(recipe["name"])
+                file = self.path_for(int8)
+                rows.append({
+                    "name": int8.name, "file": str(file), "cached": file.exists(),
+                    "size_bytes": file.stat().st_size if file.exists() else None, "sha256": recipe["sha256"],
+                    "source": int8.source, "licence": int8.licence, "input_size": int8.input_size,
+                    "normalisation": int8.normalisation,
+                    "quality_check_passed": bool(recipe.get("quality_check", {}).get("passed")),
+                })
         return rows
 
 

@@ -1,0 +1,140 @@
+"""Calibrated int8 variants: build u2netp-int8 with a few calibration photos, then check it loads, runs,
+is reproducible, stays close to the float model on dev frames, and that precision selection works."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clearcut.errors import ChecksumMismatch, ModelError
+from clearcut.models import quantize
+from clearcut.models.session import CPU, CUDA, SegmentationSession, get_session, resolve_precision
+from clearcut.models.registry import spec
+from clearcut.models.store import ModelStore, sha256_of
+from clearcut.pipeline.segment import make_square
+from tests.conftest import EVAL_DEV
+
+BUILD = {"images": 3, "views": 1}
+DEV_FRAMES = ["davis16val_blackswan_00000", "davis16val_car-shadow_00013", "davis16val_dog_00000"]
+
+
+@pytest.fixture(scope="module")
+def built(model_dir, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("int8-store")
+    shutil.copyfile(model_dir / "u2netp.onnx", directory / "u2netp.onnx")
+    store = ModelStore(directory)
+    recipe = quantize.build("u2netp", store=store, log=lambda *_: None, **BUILD)
+    return store, recipe
+
+
+def test_build_records_a_recipe_that_round_trips(built):
+    store, recipe = built
+    assert recipe["name"] == "u2netp-int8" and recipe["base_sha256"] == spec("u2netp").sha256
+    assert quantize.read_recipe(store, "u2netp-int8") == recipe == store.recipe("u2netp")
+    assert sha256_of(store.directory / "u2netp-int8.onnx") == recipe["sha256"]
+    calibration = quantize.ensure_calibration_images()
+    assert len(recipe["calibration"]["images"]) == 3
+    for image in recipe["calibration"]["images"]:  # the recorded sha256 are those of the files used
+        assert image["file"] not in quantize.CHECK_IMAGES
+        assert quantize.sha256_bytes((calibration / image["file"]).read_bytes()) == image["sha256"]
+    assert recipe["calibration"]["method"] == "minmax" and recipe["per_channel"] and recipe["format"] == "QDQ"
+    import onnxruntime
+    assert recipe["onnxruntime"] == onnxruntime.__version__
+    assert recipe["excluded_nodes"] and recipe["opset"] >= 13
+    assert set(recipe["quality_check"]) >= {"mean_iou_vs_float", "passed", "images"}
+
+
+def test_int8_model_is_quantized_loads_and_runs(built):
+    import onnx
+
+    store, _ = built
+    graph = onnx.load(str(store.path("u2netp-int8"))).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    session = get_session("u2netp-int8", store)
+    assert session.model.name == "u2netp-int8" and session.size == 320
+    out = session.predict(np.full((200, 320, 3), 128, np.uint8))
+    assert out.shape == (200, 320) and out.dtype == np.float32 and 0 <= out.min() <= out.max() <= 1
+
+
+def test_rebuild_with_the_same_inputs_gives_the_same_sha256(built, tmp_path):
+    store, recipe = built
+    shutil.copyfile(store.directory / "u2netp.onnx", tmp_path / "u2netp.onnx")
+    again = quantize.build("u2netp", store=ModelStore(tmp_path), check=False, log=lambda *_: None, **BUILD)
+    assert again["sha256"] == recipe["sha256"]
+
+
+def test_tampered_int8_file_is_refused(built, tmp_path):
+    store, _ = built
+    for name in ("u2netp-int8.onnx", "u2netp-int8.json"):
+        shutil.copyfile(store.directory / name, tmp_path / name)
+    with open(tmp_path / "u2netp-int8.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ChecksumMismatch, match="clearcut models quantize u2netp"):
+        ModelStore(tmp_path).path("u2netp-int8")
+
+
+@pytest.mark.skipif(not (EVAL_DEV / "images").is_dir(), reason="eval/dev not available")
+def test_int8_stays_close_to_float_on_dev_frames(built):
+    store, _ = built
+    fp32 = SegmentationSession(spec("u2netp"), store.path("u2netp"), threads=1)
+    int8 = SegmentationSession(spec("u2netp-int8"), store.path("u2netp-int8"), threads=1)
+    agreement, gt_iou = [], {"fp32": [], "int8": []}
+    for frame in DEV_FRAMES:
+        rgb = np.asarray(Image.open(EVAL_DEV / "images" / f"{frame}.jpg").convert("RGB"))
+        mask = np.asarray(Image.open(EVAL_DEV / "masks" / f"{frame}.png").convert("L")) >= 128
+        square = make_square(rgb, 320)
+        a, b = fp32.predict(square) >= 0.5, int8.predict(square) >= 0.5
+        agreement.append(np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b)))
+        gt = make_square(mask.astype(np.uint8) * 255, 320) >= 128
+        for key, pred in (("fp32", a), ("int8", b)):
+            gt_iou[key].append(np.count_nonzero(pred & gt) / max(1, np.count_nonzero(pred | gt)))
+    assert np.mean(agreement) >= 0.85, agreement
+    assert np.mean(gt_iou["int8"]) >= np.mean(gt_iou["fp32"]) - 0.05, gt_iou
+
+
+def _store_with_check(built, tmp_path, passed: bool) -> ModelStore:
+    store, recipe = built
+    shutil.copyfile(store.directory / "u2netp.onnx", tmp_path / "u2netp.onnx")
+    shutil.copyfile(store.directory / "u2netp-int8.onnx", tmp_path / "u2netp-int8.onnx")
+    changed = {**recipe, "quality_check": {**recipe["quality_check"], "passed": passed}}
+    (tmp_path / "u2netp-int8.json").write_text(json.dumps(changed))
+    return ModelStore(tmp_path)
+
+
+def test_auto_precision_uses_int8_on_cpu_only_when_its_check_passed(built, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLEARCUT_MODEL_PRECISION", "auto")
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "bad").mkdir()
+    ok = _store_with_check(built, tmp_path / "ok", True)
+    bad = _store_with_check(built, tmp_path / "bad", False)
+    assert resolve_precision("u2netp", ok, provider=CPU) == "u2netp-int8"
+    assert get_session("u2netp", ok).model.name == "u2netp-int8"
+    assert resolve_precision("u2netp", ok, provider=CUDA) == "u2netp"  # GPU keeps float
+    assert resolve_precision("u2netp", bad, provider=CPU) == "u2netp"
+    assert resolve_precision("u2net", ok, provider=CPU) == "u2net"  # no variant built
+
+
+def test_precision_override(built, tmp_path, monkeypatch):
+    (tmp_path / "bad").mkdir()
+    bad = _store_with_check(built, tmp_path / "bad", False)
+    monkeypatch.setenv("CLEARCUT_MODEL_PRECISION", "int8")  # forced even though the check failed
+    assert resolve_precision("u2netp", bad, provider=CPU) == "u2netp-int8"
+    monkeypatch.setenv("CLEARCUT_MODEL_PRECISION", "fp32")
+    assert resolve_precision("u2netp", bad, provider=CPU) == "u2netp"
+    assert resolve_precision("u2netp-int8", bad) == "u2netp-int8"  # an explicit name wins
+    monkeypatch.setenv("CLEARCUT_MODEL_PRECISION", "int8")
+    with pytest.raises(ModelError, match="clearcut models quantize u2net") as err:
+        resolve_precision("u2net", bad, provider=CPU)
+    assert err.value.code == "model_unavailable"
+    monkeypatch.setenv("CLEARCUT_MODEL_PRECISION", "half")
+    with pytest.raises(Exception, match="CLEARCUT_MODEL_PRECISION"):
+        resolve_precision("u2netp", bad, provider=CPU)
+
+
+def test_missing_int8_says_how_to_build_it(tmp_path):
+    with pytest.raises(ModelError, match="clearcut models quantize u2netp"):
+        ModelStore(tmp_path).path("u2netp-int8")
