@@ -151,6 +151,9 @@ def _mime_for(fmt: str) -> str:
 def _lower_keys(items) -> dict:
     out: dict = {}
     for name, value in items:
+        if not isinstance(name, str):  # e.g. a multipart part whose Content-Disposition has no parsable name
+            raise BadRequest("a form field has no valid name; check the multipart Content-Disposition headers",
+                             code="unknown_field")
         key = name.strip().lower()
         if key in out:
             raise BadRequest(f"field {key!r} was sent more than once", code="duplicate_field", field=key)

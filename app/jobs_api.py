@@ -129,7 +129,7 @@ def _pop_async_fields() -> dict:
     values = getattr(raw, source)
     kept = []
     for name, value in values.items(multi=True):
-        if name.strip().lower() in ASYNC_FIELDS:
+        if isinstance(name, str) and name.strip().lower() in ASYNC_FIELDS:  # a nameless part: intake's 400
             found[name.strip().lower()] = value
         else:
             kept.append((name, value))

@@ -150,3 +150,13 @@ def test_corpus_builder_writes_files(tmp_path):
     assert (tmp_path / "zero-byte.png").stat().st_size == 0
     assert len((tmp_path / "bomb.gif").read_bytes()) < 100   # 4.3 gigapixels claimed in under 100 bytes
     assert json.dumps([c.name for c in built])
+
+
+def test_multipart_part_without_a_parsable_name_is_a_400(api, key):
+    """Found by schemathesis: a part whose Content-Disposition name werkzeug cannot parse was a 500."""
+    body = (b'--b\r\nContent-Disposition: form-data; name="\\6\xf3\x99\xb4\xb8"\r\n\r\nnull\r\n'
+            b'--b\r\nContent-Disposition: form-data; nam\r\n\r\nx\r\n--b--\r\n')
+    for path in ("/v2", "/v2/jobs", "/remove-background/v1"):
+        response = api.test_client().post(path, headers={"x-api-key": key,
+                                                         "Content-Type": "multipart/form-data; boundary=b"}, data=body)
+        assert 400 <= response.status_code < 500, (path, response.get_data(as_text=True))
