@@ -159,8 +159,18 @@ def to_plain_fp32(model):
     renames: dict[str, str] = {}
     keep = []
     outputs = {o.name for o in graph.output}
+    for node in graph.node:  # Casts are not always listed before their consumers: collect them first
+        if node.op_type == "Cast" and node.output[0] not in outputs and next(
+                a.i for a in node.attribute if a.name == "to") in (TensorProto.FLOAT16, TensorProto.FLOAT):
+            renames[node.output[0]] = node.input[0]
+
+    def resolve(name: str) -> str:
+        while name in renames:
+            name = renames[name]
+        return name
+
     for node in graph.node:
-        node.input[:] = [renames.get(i, i) for i in node.input]
+        node.input[:] = [resolve(i) for i in node.input]
         if node.op_type == "Constant":
             for attr in node.attribute:
                 if attr.t.data_type == TensorProto.FLOAT16:
@@ -170,8 +180,6 @@ def to_plain_fp32(model):
             if to.i in (TensorProto.FLOAT16, TensorProto.FLOAT):
                 if node.output[0] in outputs:
                     keep.append(onnx.helper.make_node("Identity", [node.input[0]], [node.output[0]], name=node.name))
-                else:
-                    renames[node.output[0]] = node.input[0]
                 continue
         keep.append(node)
     del graph.node[:]
@@ -206,10 +214,19 @@ def dead_channel_nodes(model) -> list[str]:
     for node in graph.node:
         if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
             continue
-        w = numpy_helper.to_array(inits[node.input[1]])
+        init = inits[node.input[1]]
+        w = numpy_helper.to_array(init).copy()
         peak = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
-        if not ((peak < DEAD_CHANNEL * peak.max())).any():
+        dead = peak < DEAD_CHANNEL * peak.max()
+        if not dead.any():
             continue
+        # Exactly zero weights get a unit scale (no int32 bias overflow); their effect was < 1e-4.
+        w[dead] = 0
+        init.CopyFrom(numpy_helper.from_array(w, init.name))
+        bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] in inits else None
+        relu_only = all(n.op_type == "Relu" for n in consumers.get(node.output[0], []))
+        if relu_only and (bias is None or not (bias[dead] > 0).any()):
+            continue  # the dead channels output <= 0, which the following ReLU turns into zeros
         out.append(node.name)
         frontier, seen = list(node.output), set()
         while frontier:
@@ -326,6 +343,7 @@ def build(name: str, *, calibration: Path | None = None, method: str = "minmax",
         quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared))
         dead = dead_channel_nodes(graph)
+        onnx.save(graph, str(prepared))
         excluded = dead + [n for n in (precision_sensitive_nodes(graph) if exclude_sensitive else []) if n not in dead]
         input_name = graph.graph.input[0].name
         log(f"{out_name}: calibrating on {len(paths)} images x {views} views ({method}), "
