@@ -65,6 +65,7 @@ class CachedInfer:
 
     def __call__(self, name: str, proxy: np.ndarray) -> np.ndarray:
         proxy = np.ascontiguousarray(proxy)
+        name = get_session(name, self.store).model.name  # NAME-int8 when precision selection picks it
         key = hashlib.sha1(f"{proxy.shape}".encode() + proxy.tobytes()).hexdigest()
         path = self.cache / name / f"{key}.npy"
         if path.exists():
