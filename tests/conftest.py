@@ -25,6 +25,9 @@ def model_dir() -> Path:
 os.environ.setdefault("CLEARCUT_MODEL_DIR", str(MODEL_DIR))
 # The suite runs the small u2netp model unless a test names another (workers inherit this too).
 os.environ.setdefault("CLEARCUT_DEFAULT_MODEL", "u2netp")
+# Float models unless a test asks otherwise, so a locally built int8 variant cannot change results
+# between this machine and a clean CI clone.
+os.environ.setdefault("CLEARCUT_MODEL_PRECISION", "fp32")
 
 
 def encode_image(image, fmt: str = "PNG", **save) -> bytes:
