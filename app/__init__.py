@@ -36,9 +36,8 @@ class _LazyContext:
 
 def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     """Build the WSGI app. ``settings``: CLEARCUT_* values that override the environment."""
-    from app import errors
+    from app import batches_api, compat, console, errors, jobs_api, metrics, openapi, v2, webhooks_api
     from app.health import HealthChecks, bp as health_bp
-    from app.v2 import bp as v2_bp
     from clearcut import config
     from clearcut.endpoints import redis_url
 
@@ -63,18 +62,12 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     app.extensions["clearcut_redis"] = _lazy(_redis)
     app.extensions["clearcut_celery"] = _lazy(_celery)
     errors.install(app)
-    from app import metrics  # JSON logs with request ids, request metrics, GET /metrics
-
-    metrics.install(app, env)
-    app.register_blueprint(health_bp)
-    app.register_blueprint(v2_bp)
-    from app import batches_api, jobs_api, webhooks_api
-    app.register_blueprint(jobs_api.bp)
-    app.register_blueprint(batches_api.bp)
-    app.register_blueprint(webhooks_api.bp)
-    app.register_blueprint(__import__("app.compat", fromlist=["bp"]).bp)  # vendor drop-in routes
-    app.register_blueprint(__import__("app.console", fromlist=["bp"]).bp)  # web console at /console
-    app.register_blueprint(__import__("app.openapi", fromlist=["bp"]).bp)  # GET /v2/openapi.json
+    metrics.install(app, env)  # JSON logs with request ids, request metrics, GET /metrics
+    for blueprint in (health_bp, v2.bp, jobs_api.bp, batches_api.bp, webhooks_api.bp,
+                      compat.bp,     # vendor drop-in routes
+                      console.bp,    # web console at /console
+                      openapi.bp):   # GET /v2/openapi.json
+        app.register_blueprint(blueprint)
 
     @app.after_request
     def _rate_headers(response):
