@@ -135,6 +135,11 @@ class SegmentationSession:
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Memory patterns pre-plan one big block per input shape; without them the arena still
+        # reuses buffers. Measured here (ISNet + U2-Net, 2 threads): same speed (2.51 s vs 2.52 s),
+        # peak RSS 1.9 GiB instead of 3.0 GiB. (Disabling the arena too saves 0.3 GiB more but is
+        # 26% slower.)
+        options.enable_mem_pattern = False
         self.model = model
         self._session = ort.InferenceSession(str(path), options, providers=provider_options(providers))
         check_active(requested, self._session.get_providers())
