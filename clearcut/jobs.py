@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from clearcut import config
@@ -72,11 +73,17 @@ def store_original(ctx: Context, session: Session, account: Account, data: bytes
     key = f"originals/{digest}"
     if not ctx.storage.exists(key):
         ctx.storage.put(key, data, content_type or "application/octet-stream")
-    asset = session.scalar(select(Asset).where(Asset.account_id == account.id, Asset.storage_key == key))
+    query = select(Asset).where(Asset.account_id == account.id, Asset.storage_key == key)
+    asset = session.scalar(query)
     if asset is None:
-        asset = Asset(account_id=account.id, kind="original", storage_key=key, sha256=digest,
-                      content_type=content_type or "application/octet-stream", size_bytes=len(data))
-        session.add(asset)
+        candidate = Asset(account_id=account.id, kind="original", storage_key=key, sha256=digest,
+                          content_type=content_type or "application/octet-stream", size_bytes=len(data))
+        try:  # two concurrent requests with the same image: the second reuses the first one's row
+            with session.begin_nested():
+                session.add(candidate)
+            asset = candidate
+        except IntegrityError:
+            asset = session.scalar(query)
     asset.expires_at = _retention_deadline()
     asset.deleted_at = None
     session.flush()

@@ -142,3 +142,18 @@ def test_retention_deletes_expired_objects_and_keeps_history(ctx, account_key):
         assert original.deleted_at is not None
     assert not ctx.storage.exists(original.storage_key) and not ctx.storage.exists(row.result_key)
     assert jobs.get(ctx, account.id, sub.job.id).status == "succeeded"  # the job row keeps its history
+
+
+def test_concurrent_submissions_of_one_image_share_one_original(ctx, account_key):
+    from concurrent.futures import ThreadPoolExecutor
+
+    account, key, _ = account_key
+    data = encode_image(synthetic_scene(90, 70, 25)[0])
+    options = parse({"model": "u2netp"})
+    with ThreadPoolExecutor(6) as pool:
+        subs = list(pool.map(lambda _: jobs.submit(ctx, account, key, data, "image/png", options), range(6)))
+    assert len({s.job.id for s in subs}) == 6
+    with ctx.db() as session:
+        originals = session.scalars(select(Asset).where(Asset.account_id == account.id,
+                                                        Asset.kind == "original")).all()
+    assert len(originals) == 1 and {s.job.input_asset_id for s in subs} == {originals[0].id}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from celery import Celery
 
 # Faults worth retrying (storage or database briefly away); bad input is never retried.
-MAX_RETRIES = 5
+MAX_RETRIES = 10  # with the back-off below: about 5 minutes of storage/database outage tolerated
 
 
 def register(app: Celery) -> None:
