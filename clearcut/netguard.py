@@ -90,24 +90,34 @@ def _split(url: str):
     return parts, port
 
 
+def pinned_pool(url: str, timeout: float):
+    """(connection pool, request path, Host header) for ``url``, connected to the checked address.
+
+    Raises ``UrlError`` (``url_not_allowed`` …) before any connection is made."""
+    import certifi
+    import urllib3
+
+    parts, port = _split(url)
+    address = resolve_checked(parts.hostname, port)
+    kwargs = dict(timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
+    if parts.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(address, port, server_hostname=parts.hostname,
+                                           assert_hostname=parts.hostname, cert_reqs="CERT_REQUIRED",
+                                           ca_certs=certifi.where(), **kwargs)
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, **kwargs)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = parts.hostname if port in (80, 443) else f"{parts.hostname}:{port}"
+    return pool, path, host_header
+
+
 def fetch(url: str, *, max_bytes: int, timeout: float | None = None, user_agent: str = "Clearcut/1.0",
           ) -> Fetched:
-    import certifi
     import urllib3
 
     timeout = timeout or config.get("CLEARCUT_URL_TIMEOUT_S")
     for _ in range(MAX_REDIRECTS + 1):
-        parts, port = _split(url)
-        address = resolve_checked(parts.hostname, port)
-        kwargs = dict(timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
-        if parts.scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(address, port, server_hostname=parts.hostname,
-                                               assert_hostname=parts.hostname, cert_reqs="CERT_REQUIRED",
-                                               ca_certs=certifi.where(), **kwargs)
-        else:
-            pool = urllib3.HTTPConnectionPool(address, port, **kwargs)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host_header = parts.hostname if port in (80, 443) else f"{parts.hostname}:{port}"
+        pool, path, host_header = pinned_pool(url, timeout)
         try:
             response = pool.urlopen("GET", path, headers={"Host": host_header, "User-Agent": user_agent,
                                                           "Accept": "image/*"},

@@ -298,23 +298,12 @@ def deliver(ctx: Context, delivery_id: str) -> tuple[str, float | None]:
 
 def post(url: str, body: bytes, headers: dict) -> tuple[int, str, str | None]:
     """POST through the SSRF guard without following redirects; (status, body excerpt, Retry-After)."""
-    import certifi
     import urllib3
 
     from clearcut import netguard
 
     timeout = config.get("CLEARCUT_WEBHOOK_TIMEOUT_S")
-    parts, port = netguard._split(url)
-    address = netguard.resolve_checked(parts.hostname, port)
-    kwargs = dict(timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
-    if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(address, port, server_hostname=parts.hostname,
-                                           assert_hostname=parts.hostname, cert_reqs="CERT_REQUIRED",
-                                           ca_certs=certifi.where(), **kwargs)
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, **kwargs)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = parts.hostname if port in (80, 443) else f"{parts.hostname}:{port}"
+    pool, path, host_header = netguard.pinned_pool(url, timeout)
     try:
         response = pool.urlopen("POST", path, body=body, redirect=False, preload_content=False, headers={
             "Host": host_header, "User-Agent": "Clearcut-Webhooks/1.0", "Content-Type": "application/json",
