@@ -33,20 +33,24 @@ def percentile(values, q):
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def start_stack(data_dir: Path):
+def start_stack(data_dir: Path, settings: dict | None = None, timeout: float = 180):
+    """A private ``clearcut dev`` stack on free ports: returns (process, base URL, demo key).
+
+    The caller's CLEARCUT_* variables are dropped (but the model dir) and ``settings`` applied."""
     from clearcut.services import SeaweedPorts, free_port
 
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCUT_") or k == "CLEARCUT_MODEL_DIR"}
+    env.update(settings or {})
     proc = subprocess.Popen([sys.executable, "-m", "clearcut.cli", "dev", "--data-dir", str(data_dir),
                              "--api-port", str(api_port), "--s3-port", str(SeaweedPorts.free().s3),
                              "--redis-port", str(free_port())], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    key, deadline = None, time.monotonic() + 180
+    key, deadline = None, time.monotonic() + timeout
     while key is None and time.monotonic() < deadline:
-        match = re.search(r"demo key: (\S+)", lines.get(timeout=180))
+        match = re.search(r"demo key: (\S+)", lines.get(timeout=timeout))
         key = match.group(1) if match else None
     url = f"http://127.0.0.1:{api_port}"
     while time.monotonic() < deadline:

@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,9 +36,7 @@ sys.path.insert(0, str(ROOT))
 SOURCES = [ROOT.parent / "shared" / "eval" / "product" / "images", ROOT.parent / "shared" / "eval" / "dev" / "images"]
 
 
-def percentile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+from benchmarks.api_latency import percentile  # noqa: E402 - after the sys.path line
 
 
 def photos(count: int, megapixels: float) -> list[bytes]:
@@ -80,35 +77,12 @@ def serve(images: list[bytes]):
 
 
 def start_stack(data_dir: Path, workers: int):
-    import queue
-    import re
+    from benchmarks.api_latency import start_stack as start_dev_stack
 
-    from clearcut.services import SeaweedPorts, free_port
-
-    api_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCUT_") or k == "CLEARCUT_MODEL_DIR"}
-    env.update(CLEARCUT_DEFAULT_MODEL="u2netp", CLEARCUT_WORKER_CONCURRENCY=str(workers),
-               CLEARCUT_URL_ALLOWLIST="127.0.0.1", CLEARCUT_RATE_LIMIT_PER_MINUTE="0",
-               CLEARCUT_SYNC_TIMEOUT_S="600")
-    proc = subprocess.Popen([sys.executable, "-m", "clearcut.cli", "dev", "--data-dir", str(data_dir),
-                             "--api-port", str(api_port), "--s3-port", str(SeaweedPorts.free().s3),
-                             "--redis-port", str(free_port())], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    key, deadline = None, time.monotonic() + 240
-    while key is None and time.monotonic() < deadline:
-        match = re.search(r"demo key: (\S+)", lines.get(timeout=240))
-        key = match.group(1) if match else None
-    url = f"http://127.0.0.1:{api_port}"
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/v2/health", timeout=5).status_code == 200:
-                return proc, url, key
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("the stack did not become healthy")
+    return start_dev_stack(data_dir, {
+        "CLEARCUT_DEFAULT_MODEL": "u2netp", "CLEARCUT_WORKER_CONCURRENCY": str(workers),
+        "CLEARCUT_URL_ALLOWLIST": "127.0.0.1", "CLEARCUT_RATE_LIMIT_PER_MINUTE": "0",
+        "CLEARCUT_SYNC_TIMEOUT_S": "600"}, timeout=240)
 
 
 def _bare_one(data: bytes) -> None:
