@@ -23,6 +23,7 @@ from clearcut.services import (LOCALHOST, SeaweedPorts, port_is_free, s3_ready_p
                                socket_dir, spawn, stop_process_group, write_s3_identities)
 
 BACKOFF_START_S = 1.0
+EXIT_CONFIG = 78  # EX_CONFIG: what a worker exits with when it refuses its configuration
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 30.0   # a child that ran this long before dying restarts without backoff
 READY_TIMEOUT_S = 120.0
@@ -120,6 +121,12 @@ class Supervisor:
             if self.stopping:
                 return
             if child.restart_at is None and child.process is not None and child.process.poll() is not None:
+                if child.process.returncode == EXIT_CONFIG:
+                    # The child refused its configuration (e.g. no usable model): restarting cannot help.
+                    child.restart_at = float("inf")
+                    self._log(f"{child.name}: refused to start (exit {EXIT_CONFIG}, a configuration problem); "
+                              f"not restarting it — see {child.log_path}")
+                    continue
                 ran = now - child.started_at
                 stop_process_group(child.process, timeout=2)   # reap whatever it forked
                 if ran >= STABLE_AFTER_S:

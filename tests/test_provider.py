@@ -90,3 +90,18 @@ def test_worker_refuses_to_start_when_the_gpu_provider_is_missing(service_env, r
     assert f"refusing to start: CLEARCUT_EXECUTION_PROVIDER={requested}" in output
     assert "CUDAExecutionProvider" in output or "TensorrtExecutionProvider" in output
     assert "ready." not in output   # the consumer never came up
+
+
+def test_worker_refuses_to_start_without_its_model(service_env, tmp_path):
+    """An empty or unreadable model dir is one clear refusal at start (exit 78), not a worker that
+    takes jobs and fails each of them."""
+    env = {**os.environ, **service_env, "CLEARCUT_MODEL_DIR": str(tmp_path / "no-models"),
+           "CLEARCUT_DEFAULT_MODEL": "u2netp",
+           "CLEARCUT_BROKER_PREFIX": service_env["CLEARCUT_BROKER_PREFIX"] + "nomodel:"}
+    proc = subprocess.run([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "cpu",
+                           "--concurrency", "1", "-n", "nomodel@%h", "--without-gossip", "--without-mingle"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 78, output
+    assert "refusing to start" in output and "clearcut models fetch u2netp" in output
+    assert "ready." not in output

@@ -40,6 +40,26 @@ def _setup_logging(loglevel=None, **_kwargs) -> None:
     configure(level=config.get("CLEARCUT_LOG_LEVEL") if explicit or not loglevel else loglevel)
 
 
+def _default_models_problem() -> str | None:
+    """Why the default model(s) cannot be used (missing, altered, unreadable model dir), or None.
+
+    Checked once at start so a broken model dir is one clear refusal, not a worker that accepts jobs
+    only to fail every one of them."""
+    from clearcut.errors import ModelError
+    from clearcut.models.store import ModelStore
+    from clearcut.pipeline.segment import resolve_models
+
+    store = ModelStore()
+    try:
+        for name in resolve_models(None):
+            store.path(name)
+    except ModelError as exc:
+        return exc.message
+    except OSError as exc:
+        return f"the model directory {store.directory} cannot be read ({exc.strerror}); fix its permissions"
+    return None
+
+
 def _worker_init(sender=None, **_kwargs) -> None:
     """In the worker's parent process, before the pool starts: refuse to run on the wrong provider,
     then start the metrics server if CLEARCUT_WORKER_METRICS_PORT is set."""
@@ -57,6 +77,11 @@ def _worker_init(sender=None, **_kwargs) -> None:
         raise SystemExit(EXIT_PROVIDER_UNAVAILABLE) from None
     log.info("execution provider %s (CLEARCUT_EXECUTION_PROVIDER=%s)", provider, requested,
              extra={"provider": provider})
+    problem = _default_models_problem()
+    if problem:
+        log.critical("worker refuses to start: %s", problem)
+        print(f"clearcut worker: refusing to start: {problem}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_PROVIDER_UNAVAILABLE)
     port = config.get("CLEARCUT_WORKER_METRICS_PORT")
     if port:
         from worker import metrics
