@@ -11,6 +11,8 @@ import uuid
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from clearcut import accounts
 from clearcut.context import Context
 from clearcut.db import sessionmaker_for, upgrade
@@ -120,3 +122,22 @@ class Server:
 class Quiet(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+
+@pytest.fixture(scope="module")
+def env(service_env, model_dir):
+    """service_env plus FAST, also in this process's environment, for one test module."""
+    mp = pytest.MonkeyPatch()
+    for name, value in {**service_env, **FAST}.items():
+        mp.setenv(name, value)
+    yield service_env
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def stack(env, tmp_path_factory, request):
+    """(app, celery): the app and a worker of this module's own."""
+    app = make_app(env)
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    with worker(env, tmp_path_factory.mktemp(f"{name}-worker")) as (_, celery):
+        yield app, celery

@@ -16,20 +16,7 @@ from tests import async_support as support
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def env(service_env, model_dir):
-    mp = pytest.MonkeyPatch()
-    for name, value in {**service_env, **support.FAST}.items():
-        mp.setenv(name, value)
-    yield service_env
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def stack(env, tmp_path_factory):
-    app = support.make_app(env)
-    with support.worker(env, tmp_path_factory.mktemp("async-worker")) as (_, celery):
-        yield app, celery
+from tests.async_support import env, stack  # noqa: E402,F401 - shared module fixtures
 
 
 @pytest.fixture()

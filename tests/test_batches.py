@@ -44,20 +44,7 @@ class Receiver(support.Quiet):
         self.end_headers()
 
 
-@pytest.fixture(scope="module")
-def env(service_env, model_dir):
-    mp = pytest.MonkeyPatch()
-    for name, value in {**service_env, **support.FAST}.items():
-        mp.setenv(name, value)
-    yield service_env
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def stack(env, tmp_path_factory):
-    app = support.make_app(env)
-    with support.worker(env, tmp_path_factory.mktemp("batch-worker")) as (_, celery):
-        yield app, celery
+from tests.async_support import env, stack  # noqa: E402,F401 - shared module fixtures
 
 
 @pytest.fixture(scope="module")

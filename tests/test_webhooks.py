@@ -53,20 +53,7 @@ def independent_verify(secret: str, headers: dict, body: bytes) -> bool:
     return any(sig.split(",", 1)[1] == expected for sig in headers["webhook-signature"].split(" "))
 
 
-@pytest.fixture(scope="module")
-def env(service_env, model_dir):
-    mp = pytest.MonkeyPatch()
-    for name, value in {**service_env, **support.FAST}.items():
-        mp.setenv(name, value)
-    yield service_env
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def stack(env, tmp_path_factory):
-    app = support.make_app(env)
-    with support.worker(env, tmp_path_factory.mktemp("webhook-worker")) as (_, celery):
-        yield app, celery
+from tests.async_support import env, stack  # noqa: E402,F401 - shared module fixtures
 
 
 @pytest.fixture(scope="module")
