@@ -362,22 +362,22 @@ def list_jobs():
                     "next_cursor": next_cursor})
 
 
-@bp.get("/v2/jobs/<job_id>")
-def get_job(job_id: str):
-    _, acct = authenticate()
-    job = jobs.get(_ctx(), acct.id, job_id)
+def _job_response(job):
     response = jsonify(job_detail(job))
     response.headers["X-Job-ID"] = job.id
     return response
+
+
+@bp.get("/v2/jobs/<job_id>")
+def get_job(job_id: str):
+    _, acct = authenticate()
+    return _job_response(jobs.get(_ctx(), acct.id, job_id))
 
 
 @bp.delete("/v2/jobs/<job_id>")
 def cancel_job(job_id: str):
     _, acct = authenticate()
-    job = jobs.cancel(_ctx(), acct.id, job_id)
-    response = jsonify(job_detail(job))
-    response.headers["X-Job-ID"] = job.id
-    return response
+    return _job_response(jobs.cancel(_ctx(), acct.id, job_id))
 
 
 @bp.get("/v2/jobs/<job_id>/result")

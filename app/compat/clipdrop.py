@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from app.auth import authenticate
 from app.compat import common
 from app.compat.fields import foreign_field_error, map_fields
-from app.inputs import BadRequest, request_fields
+from app.inputs import BadRequest
 from clearcut.errors import ClearcutError
 
 bp = Blueprint("clipdrop", __name__)
@@ -43,13 +42,7 @@ def _output_format() -> str:
 
 @bp.post("/remove-background/v1")
 def remove_background():
-    parsed = request_fields() if common.is_multipart() else None
-    if parsed is None:
-        raise BadRequest("send multipart/form-data with the image in image_file", code="invalid_request")
-    fields, files, _ = parsed
-    authenticate()
-    fields.pop("api_key", None)
-    upload = files.pop("image_file", None)
+    fields, files, upload = common.multipart_upload()
     if files or fields:
         raise foreign_field_error("clipdrop", next(iter({**files, **fields})))
     options = map_fields("clipdrop", {}).options.with_(format=_output_format())

@@ -154,3 +154,19 @@ def install_errors(bp: Blueprint, render: Render, extra_headers: dict | None = N
 
 def is_multipart() -> bool:
     return (request.mimetype or "").lower() == "multipart/form-data"
+
+
+def multipart_upload() -> tuple[dict, dict, object]:
+    """(fields, other files, image_file upload or None) of an authenticated multipart request.
+
+    Photoroom and Clipdrop accept only multipart bodies; the legacy ``api_key`` field is dropped."""
+    from app.auth import authenticate
+    from app.inputs import request_fields
+
+    parsed = request_fields() if is_multipart() else None
+    if parsed is None:
+        raise BadRequest("send multipart/form-data with the image in image_file", code="invalid_request")
+    fields, files, _ = parsed
+    authenticate()
+    fields.pop("api_key", None)
+    return fields, files, files.pop("image_file", None)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from app.auth import authenticate
 from app.compat import common
 from app.compat.fields import foreign_field_error, map_fields
-from app.inputs import BadRequest, request_fields
+from app.inputs import BadRequest
 
 bp = Blueprint("photoroom", __name__)
 
@@ -25,13 +24,7 @@ common.install_errors(bp, _render)
 
 @bp.post("/v1/segment")
 def segment():
-    parsed = request_fields() if common.is_multipart() else None
-    if parsed is None:
-        raise BadRequest("send multipart/form-data with the image in image_file", code="invalid_request")
-    fields, files, _ = parsed
-    authenticate()
-    fields.pop("api_key", None)
-    upload = files.pop("image_file", None)
+    fields, files, upload = common.multipart_upload()
     if files:
         raise foreign_field_error("photoroom", next(iter(files)))
     if "image_file" in fields:
