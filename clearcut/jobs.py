@@ -233,9 +233,10 @@ def process(ctx: Context, job_id: str) -> str:
             row = session.get(Job, job_id)
             return row.status if row else "missing"
     timings: dict[str, float] = {}
+    data = None
     if job.input_asset_id is None:
         try:
-            job = _fetch_input(ctx, job, timings)
+            job, data = _fetch_input(ctx, job, timings)
         except ClearcutError as exc:
             if exc.retryable:
                 raise
@@ -243,12 +244,13 @@ def process(ctx: Context, job_id: str) -> str:
             return "failed"
         if job.status == "succeeded":
             return "succeeded"
-    started = time.perf_counter()
-    with ctx.db() as session:
-        original = session.get(Asset, job.input_asset_id)
-        original_key = original.storage_key
-    data = ctx.storage.get(original_key)
-    timings["load_ms"] = _ms(started)
+    if data is None:  # a fetched batch item already has its bytes; everything else loads the original
+        started = time.perf_counter()
+        with ctx.db() as session:
+            original = session.get(Asset, job.input_asset_id)
+            original_key = original.storage_key
+        data = ctx.storage.get(original_key)
+        timings["load_ms"] = _ms(started)
     started = time.perf_counter()
     try:
         result = run_pipeline(data, options_from_row(job.options))
@@ -282,9 +284,10 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-def _fetch_input(ctx: Context, job: Job, timings: dict) -> Job:
+def _fetch_input(ctx: Context, job: Job, timings: dict) -> tuple[Job, bytes]:
     """Fetch a batch item's image (``image_url`` through the SSRF guard, or ``s3_key``), store it as the
-    original, then serve it from the result cache when an identical result exists."""
+    original, then serve it from the result cache when an identical result exists. Returns the job and
+    the fetched bytes (so the pipeline does not read back what was just stored)."""
     from clearcut import netguard
     from clearcut.pipeline.decode import _open
     from clearcut.storage.errors import ObjectNotFound
@@ -322,7 +325,7 @@ def _fetch_input(ctx: Context, job: Job, timings: dict) -> Job:
         session.expunge(row)
     if row.status == "succeeded":
         check_batch_complete(ctx, row.batch_id)
-    return row
+    return row, data
 
 
 def _write_output(ctx: Context, job: Job, data: bytes | None = None) -> None:

@@ -14,7 +14,9 @@ MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     """One engine per URL and process. SQLite gets WAL, foreign keys and a busy timeout so the API
-    and a worker can share the embedded database file."""
+    and a worker can share the embedded database file, and ``synchronous=NORMAL``: in WAL mode that
+    still never corrupts the file, it only lets a power cut (not a process crash) lose the last
+    commits, and it saves an fsync on each of the four or five commits a job makes."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -22,6 +24,7 @@ def engine_for(url: str) -> Engine:
         def _pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
