@@ -4,12 +4,15 @@ Runs only where ONNX Runtime offers a GPU provider (onnxruntime-gpu on an NVIDIA
 worker-gpu image); elsewhere it prints why and exits 0 without measuring anything.
 
     .venv/bin/python benchmarks/gpu.py [--batches 1,4,16] [--iterations 30] [--providers cuda,tensorrt]
+    .venv/bin/python benchmarks/gpu.py --cpu --batches 1,2 --iterations 3   # the same table on the CPU
+
+``--cpu`` runs the table on ONNX Runtime's CPU provider (inputs bound in host memory), so the script
+itself can be exercised on a machine without a GPU; its numbers are CPU numbers, not GPU ones.
 
 How it measures:
-* The shipped model has a fixed batch of 1; ``dynamic_batch`` re-exports it with the ``onnx`` package
-  (batch axis of every graph input/output renamed to ``batch``, stale intermediate shapes dropped).
-  The graph has no Reshape, so nothing else pins the batch (checked: ``--check-dynamic`` compares a
-  batch of 2 with two single runs on the CPU).
+* The shipped model has a fixed batch of 1; ``clearcut.models.batching.dynamic_batch`` (what batching
+  workers run) re-exports it with a symbolic batch axis. The graph has no Reshape, so nothing else
+  pins the batch (checked: ``--check-dynamic`` compares a batch of 2 with two single runs on the CPU).
 * fp16 / fp32: the published graph keeps float16 weights behind float32 inputs and outputs, so it is
   the fp16 variant; ``float32`` widens weights and casts for the fp32 variant. TensorRT runs each
   with ``trt_fp16_enable`` set to match.
@@ -37,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = "isnet-general"
-PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 
 def gpu_name() -> str | None:
@@ -48,19 +51,13 @@ def gpu_name() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
-def dynamic_batch(source: Path, target: Path) -> Path:
-    """A copy of ``source`` whose batch axis is symbolic (``batch``)."""
+def dynamic_file(source: Path, target: Path) -> Path:
+    """``source`` re-exported with a symbolic batch axis, saved at ``target``."""
     import onnx
 
-    model = onnx.load(str(source))
-    for value in list(model.graph.input) + list(model.graph.output):
-        dim = value.type.tensor_type.shape.dim[0]
-        dim.ClearField("dim_value")
-        dim.dim_param = "batch"
-    del model.graph.value_info[:]   # intermediate shapes were inferred for batch 1
-    # No onnx.checker here: the published graph already fails its topological-order check (ONNX Runtime
-    # sorts nodes itself); --check-dynamic verifies the re-export by running it instead.
-    onnx.save(model, str(target))
+    from clearcut.models.batching import dynamic_batch
+
+    onnx.save(dynamic_batch(source), str(target))
     return target
 
 
@@ -103,22 +100,22 @@ def session(path: Path, provider: str, fp16: bool):
                                  "trt_profile_opt_shapes": "input:4x3x1024x1024"}),
                      "CUDAExecutionProvider", "CPUExecutionProvider"]
     else:
-        providers = [provider, "CPUExecutionProvider"]
+        providers = list(dict.fromkeys([provider, "CPUExecutionProvider"]))
     sess = ort.InferenceSession(str(path), options, providers=providers)
     if sess.get_providers()[0] != provider:
         raise RuntimeError(f"{provider} did not initialise (session runs on {sess.get_providers()})")
     return sess
 
 
-def measure(sess, batch: int, iterations: int, warmup: int = 3) -> dict:
+def measure(sess, batch: int, iterations: int, device: str = "cuda", warmup: int = 3) -> dict:
     import onnxruntime as ort
 
     name = sess.get_inputs()[0].name
     x = np.random.default_rng(0).standard_normal((batch, 3, 1024, 1024)).astype(np.float32)
     binding = sess.io_binding()
-    binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+    binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(x, device, 0))
     for out in sess.get_outputs()[:1]:
-        binding.bind_output(out.name, "cuda")
+        binding.bind_output(out.name, device)
     for _ in range(warmup):
         sess.run_with_iobinding(binding)
     times = []
@@ -153,6 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", default="1,4,16")
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--providers", default="cuda,tensorrt")
+    parser.add_argument("--cpu", action="store_true", help="run the table on the CPU provider (no GPU needed)")
     parser.add_argument("--check-dynamic", action="store_true",
                         help="only verify the dynamic-batch re-export on the CPU (no GPU needed)")
     args = parser.parse_args(argv)
@@ -163,24 +161,25 @@ def main(argv=None) -> int:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.check_dynamic:
-        fp16 = dynamic_batch(ModelStore().fetch(MODEL), RESULTS / f"{MODEL}-dynamic.onnx")
+        fp16 = dynamic_file(ModelStore().fetch(MODEL), RESULTS / f"{MODEL}-dynamic.onnx")
         fp32 = float32(fp16, RESULTS / f"{MODEL}-dynamic-fp32.onnx")
         for name, path in (("fp16 weights", fp16), ("fp32", fp32)):
             print(f"{name}: batch-2 vs 2 x batch-1 max |diff| = {check_dynamic(path):.2e}")
         return 0
 
     available = ort.get_available_providers()
-    wanted = [PROVIDERS[p] for p in args.providers.split(",")]
+    wanted = [PROVIDERS[p] for p in ("cpu" if args.cpu else args.providers).split(",")]
     present = [p for p in wanted if p in available]
-    gpu = gpu_name()
+    gpu = "none (--cpu: CPUExecutionProvider)" if args.cpu else gpu_name()
     if not present or gpu is None:
         print(f"benchmarks/gpu.py: no GPU to measure on here (ONNX Runtime {ort.__version__} offers "
               f"{', '.join(available)}; nvidia-smi: {'found' if gpu else 'not found'}). Run it where "
               "onnxruntime-gpu and an NVIDIA GPU are present, e.g. in the worker-gpu image. Nothing measured.")
         return 0
-    fp16 = dynamic_batch(ModelStore().fetch(MODEL), RESULTS / f"{MODEL}-dynamic.onnx")
+    fp16 = dynamic_file(ModelStore().fetch(MODEL), RESULTS / f"{MODEL}-dynamic.onnx")
     fp32 = float32(fp16, RESULTS / f"{MODEL}-dynamic-fp32.onnx")
     rows, notes = [], []
+    device = "cpu" if args.cpu else "cuda"
     for provider in present:
         for precision in ("fp32", "fp16"):
             path = fp16 if precision == "fp16" else fp32
@@ -190,7 +189,8 @@ def main(argv=None) -> int:
                 notes.append(f"{provider} {precision}: {exc}")
                 continue
             for batch in (int(b) for b in args.batches.split(",")):
-                row = {"provider": provider, "precision": precision, **measure(sess, batch, args.iterations)}
+                row = {"provider": provider, "precision": precision,
+                       **measure(sess, batch, args.iterations, device)}
                 rows.append(row)
                 print(f"{provider:28} {precision:5} batch {batch:3}  {row['images_per_s']:8.1f} img/s  "
                       f"per image p50 {row['image_p50_ms']:7.2f} ms  p95 {row['image_p95_ms']:7.2f} ms  "
@@ -198,8 +198,9 @@ def main(argv=None) -> int:
     for note in notes:
         print("note:", note)
     report = {"gpu": gpu, "onnxruntime": ort.__version__, "model": MODEL, "rows": rows, "notes": notes}
-    (RESULTS / "gpu.json").write_text(json.dumps(report, indent=2))
-    print(f"wrote {RESULTS / 'gpu.json'}")
+    out = RESULTS / ("gpu-cpu.json" if args.cpu else "gpu.json")
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
     return 0
 
 

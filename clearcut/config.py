@@ -26,6 +26,13 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError("must be >= 0")
+    return number
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
@@ -104,6 +111,13 @@ SETTINGS: dict[str, Setting] = {
         Setting("CLEARCUT_S3_PORT", "8333", "S3 port of the SeaweedFS that `clearcut dev` starts.", _positive_int),
         Setting("CLEARCUT_REDIS_PORT", "6390", "Port of the Valkey that `clearcut dev` starts.", _positive_int),
         Setting("CLEARCUT_WORKER_CONCURRENCY", "1", "Celery worker processes per worker node.", _positive_int),
+        Setting("CLEARCUT_INFERENCE_BATCH_SIZE", "1",
+                "Most images one model run takes (1 = off). Above 1 the worker runs a threads pool of "
+                "CLEARCUT_WORKER_CONCURRENCY threads whose concurrent jobs are batched (for GPU workers).",
+                _positive_int),
+        Setting("CLEARCUT_INFERENCE_BATCH_WAIT_MS", "10",
+                "Milliseconds a batch waits for more images after its first one (with batch size > 1).",
+                _non_negative_float),
         Setting("CLEARCUT_BROKER_PREFIX", "",
                 "Prefix for every broker key and channel (lets several deployments or test runs share one Redis)."),
         Setting("CLEARCUT_TASK_SOFT_TIME_LIMIT", "120",

@@ -49,13 +49,16 @@ def available_cpus() -> int:
 
 
 def default_threads() -> int:
-    """Intra-op threads per session: CLEARCUT_ORT_THREADS, else cores / worker concurrency (at least 1),
-    so N worker processes on a node share its cores instead of each spawning one thread per core."""
+    """Intra-op threads per session: CLEARCUT_ORT_THREADS, else cores / worker processes (at least 1),
+    so N worker processes on a node share its cores instead of each spawning one thread per core. A
+    batching worker (CLEARCUT_INFERENCE_BATCH_SIZE > 1) is one process with a threads pool whose tasks
+    share one session per model, so it counts as one process."""
     configured = config.get("CLEARCUT_ORT_THREADS")
     if configured > 0:
         return configured
-    concurrency = config.get("CLEARCUT_WORKER_CONCURRENCY")
-    return max(1, available_cpus() // concurrency)
+    batching = config.get("CLEARCUT_INFERENCE_BATCH_SIZE") > 1
+    processes = 1 if batching else config.get("CLEARCUT_WORKER_CONCURRENCY")
+    return max(1, available_cpus() // processes)
 
 
 def _unavailable(requested: str, missing: str, available: list[str], version: str) -> ProviderUnavailable:
@@ -100,14 +103,17 @@ def check_active(requested: str, active: list[str]) -> None:
             requested=requested, active=active)
 
 
-def provider_options(providers: list[str]) -> list:
-    """Providers with their options: TensorRT caches built engines (and runs fp16) under the data dir."""
+def provider_options(providers: list[str], profile: dict[str, str] | None = None) -> list:
+    """Providers with their options: TensorRT caches built engines (and runs fp16) under the data dir.
+
+    ``profile`` (TensorRT's ``trt_profile_{min,opt,max}_shapes``) gives a dynamic-batch graph one engine
+    for every batch size up to the maximum, instead of an engine rebuild for each new size."""
     out = []
     for name in providers:
         if name == TENSORRT:
             cache = Path(config.get("CLEARCUT_DATA_DIR")).resolve() / "trt-cache"
             out.append((name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-                               "trt_fp16_enable": True}))
+                               "trt_fp16_enable": True, **(profile or {})}))
         else:
             out.append(name)
     return out
@@ -124,12 +130,27 @@ def preprocess(model: ModelSpec, square: np.ndarray) -> np.ndarray:
 
 
 class SegmentationSession:
+    """One ONNX Runtime session for one model.
+
+    ``batch_size`` (default CLEARCUT_INFERENCE_BATCH_SIZE) 1 runs each ``predict`` directly on the
+    published graph. Above 1 the session runs a dynamic-batch copy of the graph (``batching.dynamic_batch``)
+    and ``predict`` goes through a ``MicroBatcher``: concurrent callers (the threads of a ``--pool
+    threads`` worker) are run together, up to ``batch_size`` inputs or ``max_wait_ms`` (default
+    CLEARCUT_INFERENCE_BATCH_WAIT_MS) after the first one.
+
+    On a GPU provider inputs are bound on the device with I/O binding (``io_device``): one host-to-device
+    copy of the batch, only the probability output copied back, none of the side outputs.
+    """
+
     def __init__(self, model: ModelSpec, path, *, threads: int | None = None, providers=None,
-                 requested: str | None = None):
+                 requested: str | None = None, batch_size: int | None = None, max_wait_ms: float | None = None):
         import onnxruntime as ort
+
+        from clearcut.models import batching
 
         requested = requested or config.get("CLEARCUT_EXECUTION_PROVIDER")
         providers = providers or select_providers(requested)
+        batch_size = batch_size or config.get("CLEARCUT_INFERENCE_BATCH_SIZE")
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
@@ -141,10 +162,25 @@ class SegmentationSession:
         # 26% slower.)
         options.enable_mem_pattern = False
         self.model = model
-        self._session = ort.InferenceSession(str(path), options, providers=provider_options(providers))
+        source, profile = str(path), None
+        if batch_size > 1:
+            graph = batching.dynamic_batch(path)
+            shape = f"3x{model.input_size}x{model.input_size}"
+            name = graph.graph.input[0].name
+            profile = {"trt_profile_min_shapes": f"{name}:1x{shape}",
+                       "trt_profile_opt_shapes": f"{name}:{batch_size}x{shape}",
+                       "trt_profile_max_shapes": f"{name}:{batch_size}x{shape}"}
+            source = graph.SerializeToString()
+            del graph
+        self._session = ort.InferenceSession(source, options, providers=provider_options(providers, profile))
         check_active(requested, self._session.get_providers())
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
+        self.io_device = "cuda" if self._session.get_providers()[0] in (CUDA, TENSORRT) else None
+        self.batcher = None
+        if batch_size > 1:
+            wait = config.get("CLEARCUT_INFERENCE_BATCH_WAIT_MS") if max_wait_ms is None else max_wait_ms
+            self.batcher = batching.MicroBatcher(self.run, batch_size, wait / 1000.0, name=model.name)
 
     @property
     def size(self) -> int:
@@ -153,6 +189,18 @@ class SegmentationSession:
     @property
     def providers(self) -> list[str]:
         return self._session.get_providers()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The raw probability output (N, 1, size, size) for a normalised NCHW float32 batch."""
+        if self.io_device is None:
+            return self._session.run([self._output], {self._input: batch})[0]
+        import onnxruntime as ort
+
+        binding = self._session.io_binding()
+        binding.bind_ortvalue_input(self._input, ort.OrtValue.ortvalue_from_numpy(batch, self.io_device, 0))
+        binding.bind_output(self._output, "cpu")
+        self._session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
     def predict(self, proxy: np.ndarray) -> np.ndarray:
         """Foreground probability (float32, 0..1) for an RGB uint8 proxy of longer side ``size``.
@@ -164,8 +212,8 @@ class SegmentationSession:
         if max(h, w) != self.size:
             raise ValueError(f"proxy {w}x{h} does not have longer side {self.size}")
         pad = ((0, self.size - h), (0, self.size - w), (0, 0))
-        batch = preprocess(self.model, np.pad(proxy, pad, mode="edge"))
-        out = self._session.run([self._output], {self._input: batch})[0][0, 0, :h, :w]
+        x = preprocess(self.model, np.pad(proxy, pad, mode="edge"))
+        out = (self.run(x) if self.batcher is None else self.batcher.submit(x[0])[None])[0, 0, :h, :w]
         return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
 
 
