@@ -9,6 +9,12 @@
   interactive requests: a worker consuming ``cpu,batch`` alternates between them) and ``webhooks``
   (deliveries). CPU workers consume ``cpu,batch,webhooks`` (see ``WORKER_QUEUES``).
 
+* Pool: prefork (one model session per process) unless CLEARCUT_INFERENCE_BATCH_SIZE > 1; then the
+  ``threads`` pool, so the jobs a GPU worker runs at once share one session per model and its
+  micro-batcher can run them as one batch (``worker_pool``). The choice is ``app.conf.worker_pool``,
+  which Celery's CLI uses when no ``--pool`` is given, so the images' commands need no change;
+  ``--concurrency`` (CLEARCUT_WORKER_CONCURRENCY) is then the number of threads.
+
 ``celery -A worker.celery_app worker -Q cpu`` finds the module-level ``celery`` app, built on
 first access from the environment (CLEARCUT_REDIS_URL, ...); importing this module connects to
 nothing.
@@ -29,6 +35,16 @@ BATCH_QUEUE = "batch"
 WEBHOOK_QUEUE = "webhooks"
 
 _control_registered = False
+
+
+def worker_pool(environ: Mapping[str, str] | None = None) -> str:
+    """``threads`` when inference batching is on (CLEARCUT_INFERENCE_BATCH_SIZE > 1), else ``prefork``.
+
+    Batching needs several jobs in one process at once; prefork runs each job in its own process with
+    its own session, so nothing could be batched. The threads pool gives up Celery's task time limits
+    (they need prefork); the sweeper (CLEARCUT_JOB_DEADLINE_S) still re-enqueues a job that never ends.
+    """
+    return "threads" if config.get("CLEARCUT_INFERENCE_BATCH_SIZE", environ) > 1 else "prefork"
 
 
 def create_celery(broker_url: str | None = None, *, environ: Mapping[str, str] | None = None,
@@ -54,6 +70,7 @@ def create_celery(broker_url: str | None = None, *, environ: Mapping[str, str] |
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        worker_pool=worker_pool(env),
         task_soft_time_limit=soft,
         task_time_limit=hard,
         broker_transport_options=transport,
@@ -75,12 +92,13 @@ def create_celery(broker_url: str | None = None, *, environ: Mapping[str, str] |
                       "options": {"queue": DEFAULT_QUEUE}},
         },
     )
-    from celery.signals import worker_process_init
+    from celery.signals import worker_process_init, worker_ready
 
     from worker import tasks
 
     tasks.register(app)
     worker_process_init.connect(_warm_models, weak=False, dispatch_uid="clearcut-warm-models")
+    worker_ready.connect(_warm_threads_pool, weak=False, dispatch_uid="clearcut-warm-threads-pool")
     from worker import signals  # provider check at start, JSON logs, per-task log ids and metrics
 
     signals.connect()
@@ -96,10 +114,20 @@ def _warm_models(**_kwargs) -> None:
     from clearcut.pipeline.segment import resolve_models
 
     try:
-        for name in resolve_models(None):
-            get_session(name)
+        names = [get_session(name).model.name for name in resolve_models(None)]
+        logging.getLogger("clearcut.worker").info("models loaded: %s", ", ".join(names))
     except Exception:  # noqa: BLE001 - a job will report the same problem with its own error code
         logging.getLogger("clearcut.worker").exception("could not preload the default model")
+
+
+def _warm_threads_pool(sender=None, **_kwargs) -> None:
+    """The threads pool has no pool processes (``worker_process_init`` never fires): load the models in
+    the worker process itself once it is ready. Never under prefork: the parent must not load models
+    (or initialise CUDA) before forking."""
+    from celery.concurrency.thread import TaskPool
+
+    if isinstance(getattr(sender, "pool", None), TaskPool):
+        _warm_models()
 
 
 def _register_control_commands() -> None:
