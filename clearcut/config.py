@@ -110,7 +110,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("CLEARCUT_API_PORT", "8080", "Port the API listens on.", _positive_int),
         Setting("CLEARCUT_S3_PORT", "8333", "S3 port of the SeaweedFS that `clearcut dev` starts.", _positive_int),
         Setting("CLEARCUT_REDIS_PORT", "6390", "Port of the Valkey that `clearcut dev` starts.", _positive_int),
-        Setting("CLEARCUT_WORKER_CONCURRENCY", "1", "Celery worker processes per worker node.", _positive_int),
+        Setting("CLEARCUT_WORKER_CONCURRENCY", "1", "Celery worker processes per worker node (threads on a "
+                "batching worker: CLEARCUT_INFERENCE_BATCH_SIZE > 1).", _positive_int),
         Setting("CLEARCUT_INFERENCE_BATCH_SIZE", "1",
                 "Most images one model run takes (1 = off). Above 1 the worker runs a threads pool of "
                 "CLEARCUT_WORKER_CONCURRENCY threads whose concurrent jobs are batched (for GPU workers).",

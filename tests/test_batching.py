@@ -6,12 +6,14 @@ import threading
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 
 from clearcut.models import batching
 from clearcut.models.registry import spec
 from clearcut.models.session import SegmentationSession, available_cpus, default_threads, preprocess
 from clearcut.models.store import ModelStore
+from clearcut.services import free_port
 from tests import async_support as support
 from tests.async_support import env  # noqa: F401 - shared module fixture
 
@@ -180,8 +182,10 @@ def test_threads_pool_worker_batches_concurrent_jobs(env, tmp_path_factory, monk
     key = support.new_key(env, "batching")
     images = [support.scene_png(w, h, r) for w, h, r in ((96, 64, 20), (80, 80, 30), (120, 60, 15), (64, 96, 25))]
     log_dir = tmp_path_factory.mktemp("batching-worker")
+    metrics_port = free_port()
     extra = {"CLEARCUT_INFERENCE_BATCH_SIZE": "4", "CLEARCUT_INFERENCE_BATCH_WAIT_MS": "1500",
-             "CLEARCUT_LOG_LEVEL": "DEBUG", "CLEARCUT_LOG_FORMAT": "json", "CLEARCUT_ASYNC_QUEUE": queue}
+             "CLEARCUT_LOG_LEVEL": "DEBUG", "CLEARCUT_LOG_FORMAT": "json", "CLEARCUT_ASYNC_QUEUE": queue,
+             "CLEARCUT_WORKER_METRICS_PORT": str(metrics_port)}
     with support.worker(env, log_dir, queues=queue, concurrency=4, extra=extra):
         ids = []
         for data in images:
@@ -199,7 +203,13 @@ def test_threads_pool_worker_batches_concurrent_jobs(env, tmp_path_factory, monk
             h, w = got.shape
             assert got[h // 2, w // 2] > 200 and got[1, 1] < 50   # own disc kept, background removed
         log = (log_dir / next(p.name for p in log_dir.iterdir() if p.suffix == ".log")).read_text()
+        scraped = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     sizes = [json.loads(line)["batch_size"] for line in log.splitlines()
              if line.startswith("{") and '"inference batch"' in line]
     assert "(thread)" in log, "the worker did not run the threads pool"   # banner: concurrency: 4 (thread)
     assert sum(sizes) == 4 and max(sizes) > 1, sizes
+    # the same batches on the worker's Prometheus endpoint
+    samples = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()
+               if line.startswith("clearcut_inference_batch_size_") and 'model="u2netp"' in line
+               and not line.startswith("clearcut_inference_batch_size_bucket")}
+    assert samples == {"clearcut_inference_batch_size_count": len(sizes), "clearcut_inference_batch_size_sum": 4.0}

@@ -48,6 +48,9 @@ def metrics() -> dict:
                                        buckets=BUCKETS),
                 "webhooks": Counter("clearcut_webhook_deliveries_total", "Webhook delivery attempts by outcome.",
                                     ["outcome"]),
+                "batch": Histogram("clearcut_inference_batch_size",
+                                   "Images per model run on batching (GPU) workers.", ["model"],
+                                   buckets=(1, 2, 4, 8, 16, 32, 64)),
             }
         return _metrics
 
@@ -55,6 +58,11 @@ def metrics() -> dict:
 def record_webhook(outcome: str) -> None:
     """Count one webhook delivery attempt (``delivered``, ``failed``, ``retry``, ``gave_up``, ...)."""
     metrics()["webhooks"].labels(outcome=outcome).inc()
+
+
+def record_batch(model: str, size: int) -> None:
+    """One batched model run (``clearcut.models.batching.OBSERVERS`` calls it)."""
+    metrics()["batch"].labels(model=model).observe(size)
 
 
 def record_job(queue: str, outcome: str, seconds: float | None, result: Mapping | None) -> None:

@@ -88,6 +88,10 @@ def _worker_init(sender=None, **_kwargs) -> None:
 
         metrics.serve(port, None, provider, requested)
         log.info("metrics on :%d/metrics", port)
+        if config.get("CLEARCUT_INFERENCE_BATCH_SIZE") > 1:  # batches run in this process (threads pool)
+            from clearcut.models import batching
+
+            batching.OBSERVERS.append(metrics.record_batch)
 
 
 def _task_prerun(task_id=None, task=None, args=None, **_kwargs) -> None:

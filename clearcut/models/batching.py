@@ -57,6 +57,11 @@ class _Request:
     error: BaseException | None = None
 
 
+# Called with (model name, batch size) after every batch: the worker registers its Prometheus histogram
+# here, so this package stays free of worker code.
+OBSERVERS: list[Callable[[str, int], None]] = []
+
+
 class MicroBatcher:
     """Runs ``run(stacked inputs) -> stacked outputs`` on batches of up to ``max_size`` inputs.
 
@@ -130,5 +135,7 @@ class MicroBatcher:
             finally:
                 self.sizes[len(batch)] += 1
                 log.debug("inference batch", extra={"model": self.name, "batch_size": len(batch)})
+                for observe in OBSERVERS:
+                    observe(self.name, len(batch))
                 for request in batch:
                     request.done.set()
