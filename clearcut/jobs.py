@@ -223,6 +223,24 @@ def claim(ctx: Context, job_id: str) -> Job | None:
         return session.get(Job, job_id)
 
 
+def hold_for_retry(ctx: Context, job_id: str, delay_s: float) -> bool:
+    """Push a processing job's deadline past a worker retry scheduled in ``delay_s`` seconds.
+
+    A worker that backs off from a storage outage still owns the job; without this, the sweeper would
+    see the deadline pass during the outage, re-enqueue copies, and fail the job with
+    ``max_attempts_exceeded`` although the worker's own retry would have finished it. Best effort:
+    with the database itself down nothing can be recorded (and no sweeper runs either)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with ctx.db.begin() as session:
+            return bool(session.execute(
+                update(Job).where(Job.id == job_id, Job.status == "processing")
+                .values(deadline_at=_deadline() + timedelta(seconds=delay_s))).rowcount)
+    except SQLAlchemyError:
+        return False
+
+
 def process(ctx: Context, job_id: str) -> str:
     """Run one job to a terminal state; returns that state. Transient faults propagate (to be retried)."""
     from clearcut.pipeline import process as run_pipeline

@@ -64,6 +64,26 @@ def test_stuck_processing_job_is_requeued_then_fails_at_max_attempts(ctx, accoun
     assert replayed.enqueue and replayed.job.status == "queued" and replayed.job.attempts == 0
 
 
+def test_a_job_held_for_a_worker_retry_is_left_to_that_worker(ctx, account, monkeypatch):
+    """A worker backing off from a storage outage pushes the deadline past its retry: the sweeper neither
+    re-enqueues the job nor fails it at max attempts, however many retries the outage took."""
+    monkeypatch.setenv("CLEARCUT_JOB_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("CLEARCUT_JOB_DEADLINE_S", "20")
+    job = _submit(ctx, account, radius=21)
+    for _ in range(5):  # five claims (the task's retries), more than CLEARCUT_JOB_MAX_ATTEMPTS
+        assert jobs.claim(ctx, job.id) is not None
+    assert jobs.hold_for_retry(ctx, job.id, 60)
+    held = _row(ctx, job.id).deadline_at.replace(tzinfo=None)  # SQLite returns naive UTC
+    assert held >= utcnow().replace(tzinfo=None) + timedelta(seconds=75)  # deadline (20 s) after the retry (60 s)
+    result = sweeper.sweep(ctx, now=utcnow() + timedelta(seconds=70))  # the plain deadline has passed
+    assert job.id not in result.failed and job.id not in [r[0] for r in result.requeued]
+    assert _row(ctx, job.id).status == "processing"
+    # past the held deadline the worker is presumed lost: the usual rule applies again
+    result = sweeper.sweep(ctx, now=utcnow() + timedelta(seconds=3600))
+    assert job.id in result.failed
+    assert not jobs.hold_for_retry(ctx, job.id, 60)  # a terminal job is not touched
+
+
 def test_queued_job_behind_a_busy_queue_is_not_lost(ctx, account):
     job = _submit(ctx, account, radius=21)
     later = utcnow() + timedelta(seconds=3600)

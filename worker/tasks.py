@@ -43,7 +43,9 @@ def register(app: Celery) -> None:
                                    503)
                 send_deliveries(app, due_for_job(context(), job_id))
                 return "failed"
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries))
+            countdown = min(60, 2 ** self.request.retries)
+            jobs.hold_for_retry(context(), job_id, countdown)
+            raise self.retry(exc=exc, countdown=countdown)
         send_deliveries(app, due_for_job(context(), job_id))
         return status
 
