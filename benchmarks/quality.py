@@ -235,6 +235,28 @@ def print_table(label: str, summary: dict) -> None:
     print(f"{'min per-sequence mIoU':<34}{summary['min_sequence_iou']:>8.4f}")
 
 
+def int8_check(args) -> int:
+    import os
+
+    from clearcut.models import quantize
+
+    os.environ["CLEARCUT_MODEL_PRECISION"] = "fp32"  # NAME is the float model; NAME-int8 is taken as asked
+    name = quantize.base_name(args.model)
+    sequences = set(args.sequences.split(",")) if args.sequences else None
+    infer = segment.session_infer() if args.no_cache else CachedInfer()
+    summaries = {}
+    for model in (name, quantize.int8_name(name)):
+        rows, summaries[model] = evaluate(args.set, model, plain=True, limit=args.limit, sequences=sequences,
+                                          infer=infer)
+        print_table(f"{model} (plain) on {args.set} ({len(rows)} images)", summaries[model])
+    check = quantize.record_labelled_check(
+        ModelStore(), name, label=f"{args.set.name} ({len(rows)} images spread over the set)", images=len(rows),
+        fp32=summaries[name]["overall"], int8=summaries[quantize.int8_name(name)]["overall"])
+    print(f"{quantize.int8_name(name)} quality check recorded: {json.dumps(check['labelled'])}, "
+          f"{'passed' if check['passed'] else 'NOT passed'}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", required=True, type=Path, help="folder with images/ and masks/")
@@ -246,7 +268,15 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--csv", type=Path)
     parser.add_argument("--no-cache", action="store_true", help="always run the networks")
+    parser.add_argument("--int8-check", action="store_true",
+                        help="with --plain and a model name: measure NAME and NAME-int8 on the same images and "
+                             "record the result as NAME-int8's quality check (it passes within the tolerances "
+                             "in clearcut/models/quantize.py; CLEARCUT_MODEL_PRECISION=auto then follows it)")
     args = parser.parse_args(argv)
+    if args.int8_check:
+        if not args.plain or args.model in segment.PRESETS:
+            parser.error("--int8-check needs --plain and a model name")
+        return int8_check(args)
     if args.plain and args.model in segment.PRESETS:
         parser.error("--plain measures one model, not a preset")
     infer = segment.session_infer() if args.no_cache else CachedInfer()

@@ -21,8 +21,8 @@ def _models_quantize(args) -> int:
     from clearcut.models import quantize
 
     for name in args.names:
-        recipe = quantize.build(name, calibration=args.calibration, method=args.method, images=args.images,
-                                views=args.views)
+        recipe = quantize.build(name, calibration=args.calibration, method=args.method,
+                                percentile=args.percentile, images=args.images, views=args.views)
         check = recipe["quality_check"]
         print(f"{recipe['name']}: sha256 {recipe['sha256']}, quality check "
               f"{'passed' if check.get('passed') else 'NOT passed (auto precision keeps float)'}")
@@ -64,9 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     quant = models_sub.add_parser("quantize", help="build calibrated static int8 variants (NAME-int8)")
     quant.add_argument("names", nargs="+")
     quant.add_argument("--calibration", help="folder of calibration photos (default: scikit-image's free samples)")
-    quant.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy"])
+    quant.add_argument("--method", choices=["minmax", "percentile", "entropy"],
+                       help="calibration method (default: the model's measured recipe, see docs/int8.md)")
+    quant.add_argument("--percentile", type=float, help="with --method percentile (default 99.99)")
     quant.add_argument("--images", type=int, help="use only the first N calibration images")
-    quant.add_argument("--views", type=int, default=2, help="views per image: full, mirrored, then crops (max 6)")
+    quant.add_argument("--views", type=int, help="views per image: full, mirrored, then crops (max 6; default: "
+                                                "the model's recipe)")
     quant.set_defaults(func=_models_quantize)
     listing = models_sub.add_parser("list", help="list known models")
     listing.add_argument("--json", action="store_true")

@@ -59,6 +59,9 @@ CALIBRATION_IMAGES = {
 # Held out of calibration and used only for the recorded agreement check.
 CHECK_IMAGES = ("chelsea.png", "rocket.jpg", "horse.png", "coins.png")
 AGREEMENT_FLOOR = 0.95  # mean IoU of (int8 >= 0.5) vs (float >= 0.5) on the check images
+# The target on a labelled set (benchmarks/quality.py --int8-check): int8 minus float, plain model output.
+MIOU_TOLERANCE = 0.005
+BF_TOLERANCE = 0.01
 
 
 def int8_name(name: str) -> str:
@@ -194,14 +197,37 @@ def to_plain_fp32(model):
 
 
 DEAD_CHANNEL = 1e-4  # relative to the layer's largest weight
+OUTLIER_BIAS = 100.0  # |bias| of a folded Conv; the activations around are ~1-30
 
 
-def dead_channel_nodes(model) -> list[str]:
-    """Convs with trained-out output channels (every weight below DEAD_CHANNEL x the layer's largest),
-    and the nodes from them to the next Convs. Such a channel outputs its bias, a constant that can be
-    hundreds of times larger than the other channels (U2-Net: 1361 against ~1), so one per-tensor
-    activation scale for that tensor wipes out every other channel; and its tiny per-channel weight
-    scale overflows the int32 bias. Keeping these few nodes in float is what makes U2-Net quantizable."""
+def zero_dead_channels(model) -> int:
+    """Set trained-out output channels (every weight below DEAD_CHANNEL x the layer's largest) to exactly
+    0 and return how many Convs had some. A dead channel's tiny per-channel weight scale would overflow
+    its int32 bias (input scale x weight scale); exact zeros get a unit scale. Effect on the output:
+    below 1e-4."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        init = inits[node.input[1]]
+        w = numpy_helper.to_array(init).copy()
+        peak = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
+        dead = peak < DEAD_CHANNEL * peak.max()
+        if dead.any():
+            w[dead] = 0
+            init.CopyFrom(numpy_helper.from_array(w, init.name))
+            count += 1
+    return count
+
+
+def outlier_bias_nodes(model) -> list[str]:
+    """Convs with a folded bias of |b| >= OUTLIER_BIAS, and the nodes from each to the next Convs. U2-Net's
+    last decoder stage has such Convs (u2netp: up to 1361, u2net: 185-203, against activations of ~1-30);
+    quantized, they drag their stage's activation SQNR below 0 dB (measured with qdq_loss_debug), and
+    u2netp's mIoU on dev from 0.70 to 0.42. They are small (stage 1, 16-64 channels)."""
     from onnx import numpy_helper
 
     graph = model.graph
@@ -212,40 +238,61 @@ def dead_channel_nodes(model) -> list[str]:
             consumers.setdefault(i, []).append(n)
     out: list[str] = []
     for node in graph.node:
-        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+        if node.op_type != "Conv" or len(node.input) < 3 or node.input[2] not in inits:
             continue
-        init = inits[node.input[1]]
-        w = numpy_helper.to_array(init).copy()
-        peak = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
-        dead = peak < DEAD_CHANNEL * peak.max()
-        if not dead.any():
+        if np.abs(numpy_helper.to_array(inits[node.input[2]])).max() < OUTLIER_BIAS:
             continue
-        # Exactly zero weights get a unit scale (no int32 bias overflow); their effect was < 1e-4.
-        w[dead] = 0
-        init.CopyFrom(numpy_helper.from_array(w, init.name))
-        bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] in inits else None
-        relu_only = all(n.op_type == "Relu" for n in consumers.get(node.output[0], []))
-        if relu_only and (bias is None or not (bias[dead] > 0).any()):
-            continue  # the dead channels output <= 0, which the following ReLU turns into zeros
         out.append(node.name)
-        frontier, seen = list(node.output), set()
+        frontier = list(node.output)
         while frontier:
             for n in consumers.get(frontier.pop(), []):
-                if n.name in seen:
+                if n.op_type in ("Conv", "Shape") or n.name in out:
                     continue
-                seen.add(n.name)
-                if n.name not in out:
-                    out.append(n.name)
-                if n.op_type != "Conv":
-                    frontier.extend(n.output)
+                out.append(n.name)
+                frontier.extend(n.output)
     return out
 
 
+def keep_first_output(model):
+    """Only the first output (the matte the service reads) stays, with the nodes that feed it. ISNet also
+    exports 5 side outputs and 6 decoder feature maps, U2-Net 6 side outputs; nothing reads them, and a
+    feature-map output made the whole last decoder stage look like an output head (kept in float: 43 % of
+    ISNet's multiply-adds)."""
+    graph = model.graph
+    del graph.output[1:]
+    producer = {o: i for i, n in enumerate(graph.node) for o in n.output}
+    needed, live, stack = set(), set(), [graph.output[0].name]
+    while stack:
+        tensor = stack.pop()
+        if tensor in needed:
+            continue
+        needed.add(tensor)
+        index = producer.get(tensor)
+        if index is not None and index not in live:
+            live.add(index)
+            stack.extend(i for i in graph.node[index].input if i)
+    nodes = [n for i, n in enumerate(graph.node) if i in live]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for field in (graph.initializer, graph.value_info):
+        kept = [x for x in field if x.name in needed]
+        del field[:]
+        field.extend(kept)
+    return model
+
+
+HEAD_FUSION_CHANNELS = 8  # a Conv with at most this many input channels combines side outputs
+
+
 def precision_sensitive_nodes(model) -> list[str]:
-    """The first Conv(s) fed by the graph input, and every node on the paths from the last Convs to the
-    outputs (found by walking back from each output until a Conv, which is included)."""
+    """The first Conv(s) fed by the graph input, and the output head: every node from the output back to
+    the last Convs (included), and through a fusion Conv (few input channels: U2-Net's 6 side outputs)
+    back to the side-output Convs."""
+    from onnx import numpy_helper
+
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
+    inits = {i.name: i for i in graph.initializer}
     inputs = {i.name for i in graph.input}
     excluded: list[str] = []
 
@@ -270,7 +317,7 @@ def precision_sensitive_nodes(model) -> list[str]:
                 add(n)
             else:
                 frontier.extend(n.output)
-    # heads
+    # head
     stack = [o.name for o in graph.output]
     visited = set()
     while stack:
@@ -284,10 +331,61 @@ def precision_sensitive_nodes(model) -> list[str]:
         add(node)
         if node.op_type != "Conv":
             stack.extend(node.input)
+        elif node.input[1] in inits and numpy_helper.to_array(inits[node.input[1]]).shape[1] <= HEAD_FUSION_CHANNELS:
+            stack.append(node.input[0])
     return excluded
 
 
 # ---------------------------------------------------------------- build
+
+# Per-model settings measured on eval/dev (docs/int8.md). ``float_nodes``: nodes whose activation SQNR
+# against the float model stayed low after the rules above (onnxruntime.quantization.qdq_loss_debug,
+# see clearcut/models/quant_debug.py); names of the exact graph the sha256 in the registry pins.
+RECIPES = {
+    "u2net": {"method": "minmax", "views": 6, "float_nodes": ("Conv_942", "Relu_943", "Add_944")},
+    "isnet-general": {"method": "percentile", "percentile": 99.99, "views": 2, "float_nodes": ()},
+}
+DEFAULT_RECIPE = {"method": "minmax", "percentile": None, "views": 2, "float_nodes": ()}
+METHODS = ("minmax", "percentile", "entropy")
+
+
+def recipe_defaults(name: str) -> dict:
+    return {**DEFAULT_RECIPE, **RECIPES.get(base_name(name), {})}
+
+
+def calibrate(prepared: Path, input_name: str, batches, method: str, percentile: float | None, cache: Path) -> None:
+    """Activation ranges over all batches, one batch per pass (ISNet at 1024 px holds ~4 GiB of
+    intermediate tensors per image; histograms are merged between passes), written where
+    ``quantize_static`` reads them (``calibration_cache_path``)."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    kind = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+            "entropy": CalibrationMethod.Entropy}[method]
+    options = {"symmetric": False}
+    if method == "percentile":
+        options.update(percentile=percentile, num_bins=2048)
+    calibrator = create_calibrator(prepared, [], augmented_model_path=str(cache.with_suffix(".aug.onnx")),
+                                   calibrate_method=kind, extra_options=options)
+    for batch in batches:
+        calibrator.collect_data(_Reader(input_name, [batch]))
+    save_tensors_data(calibrator.compute_data(), cache)
+
+
+def prepare(float_path: Path, plain: Path, prepared: Path):
+    """The float graph as it is quantized: plain fp32, first output only (``plain``), then ONNX Runtime's
+    pre-processing and dead channels zeroed (``prepared``, returned). Its tensor names are those of the
+    int8 model, so the two can be compared tensor by tensor."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    onnx.save(keep_first_output(to_plain_fp32(onnx.load(str(float_path)))), str(plain))
+    quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
+    graph = onnx.load(str(prepared))
+    zero_dead_channels(graph)
+    onnx.save(graph, str(prepared))
+    return graph
+
 
 class _Reader:
     def __init__(self, input_name: str, batches: list[np.ndarray]):
@@ -303,20 +401,26 @@ class _Reader:
         self.i = 0
 
 
-def build(name: str, *, calibration: Path | None = None, method: str = "minmax", images: int | None = None,
-          views: int = 2, store=None, exclude_sensitive: bool = True, check: bool = True,
-          activations: str = "uint8", reduce_range: bool = False, log=print) -> dict:
-    """Quantize ``name`` into ``NAME-int8`` in the store and return the recipe (also written beside it)."""
+def build(name: str, *, calibration: Path | None = None, method: str | None = None, percentile: float | None = None,
+          images: int | None = None, views: int | None = None, store=None, check: bool = True,
+          log=print) -> dict:
+    """Quantize ``name`` into ``NAME-int8`` in the store and return the recipe (also written beside it).
+    Unset options take the model's measured defaults (``RECIPES``)."""
     import onnx
     import onnxruntime as ort
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from clearcut.models.registry import spec
     from clearcut.models.store import ModelStore, sha256_of
 
     store = store or ModelStore()
     model_spec = spec(base_name(name))
+    defaults = recipe_defaults(model_spec.name)
+    method = method or defaults["method"]
+    if method not in METHODS:
+        raise ModelError(f"calibration method must be one of {', '.join(METHODS)}")
+    percentile = (percentile or defaults["percentile"] or 99.99) if method == "percentile" else None
+    views = views or defaults["views"]
     float_path = store.path(model_spec.name)
     custom_dir = calibration is not None
     directory = Path(calibration) if custom_dir else ensure_calibration_images()
@@ -328,47 +432,43 @@ def build(name: str, *, calibration: Path | None = None, method: str = "minmax",
     if not paths:
         raise ModelError(f"no calibration images (png/jpg/webp/bmp/tiff) in {directory}")
     calib = CalibrationSet(paths, views)
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
-    if method not in methods:
-        raise ModelError(f"calibration method must be one of {', '.join(methods)}")
 
     out_name = int8_name(model_spec.name)
     final = store.directory / f"{out_name}.onnx"
     with tempfile.TemporaryDirectory(dir=store.directory) as tmp:
         tmp = Path(tmp)
-        plain = tmp / "fp32.onnx"
-        onnx.save(to_plain_fp32(onnx.load(str(float_path))), str(plain))
-        prepared = tmp / "prepared.onnx"
-        quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
-        graph = onnx.load(str(prepared))
-        dead = dead_channel_nodes(graph)
-        onnx.save(graph, str(prepared))
-        excluded = dead + [n for n in (precision_sensitive_nodes(graph) if exclude_sensitive else []) if n not in dead]
+        plain, prepared = tmp / "fp32.onnx", tmp / "prepared.onnx"
+        graph = prepare(float_path, plain, prepared)
+        names = {n.name for n in graph.graph.node}
+        excluded: list[str] = []
+        for node in [*precision_sensitive_nodes(graph), *outlier_bias_nodes(graph),
+                     *(n for n in defaults["float_nodes"] if n in names)]:
+            if node not in excluded:
+                excluded.append(node)
         input_name = graph.graph.input[0].name
-        log(f"{out_name}: calibrating on {len(paths)} images x {views} views ({method}), "
-            f"{len(excluded)} nodes kept in float")
-        batches = calib.inputs(model_spec)
-        extra = {"CalibPercentile": 99.999} if method == "percentile" else {}
+        log(f"{out_name}: calibrating on {len(paths)} images x {views} views ({method}"
+            f"{f' {percentile}' if percentile else ''}), {len(excluded)} nodes kept in float")
+        cache = tmp / "ranges.json"
+        calibrate(prepared, input_name, calib.inputs(model_spec), method, percentile, cache)
         partial = tmp / "int8.onnx"
-        quantize_static(str(prepared), str(partial), _Reader(input_name, batches),
-                        quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
-                        weight_type=QuantType.QInt8, reduce_range=reduce_range,
-                        calibrate_method=methods[method], nodes_to_exclude=excluded,
-                        extra_options={"CalibTensorRangeSymmetric": False, **extra})
+        quantize_static(str(prepared), str(partial), None, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                                          "entropy": CalibrationMethod.Entropy}[method],
+                        nodes_to_exclude=excluded, calibration_cache_path=str(cache))
         digest = sha256_of(partial)
         recipe = {
             "recipe_version": RECIPE_VERSION, "name": out_name, "base": model_spec.name,
             "base_sha256": model_spec.sha256, "file": final.name, "sha256": digest,
             "onnxruntime": ort.__version__, "onnx": onnx.__version__,
-            "format": "QDQ", "per_channel": True, "activations": f"{activations} (asymmetric)", "weights": "int8", "reduce_range": reduce_range,
+            "format": "QDQ", "per_channel": True, "activations": "uint8 (asymmetric)", "weights": "int8",
+            "reduce_range": False, "outputs": "first only (the matte)",
             "opset": next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")),
             "calibration": {"method": method, "source": str(directory) if custom_dir
                             else f"pypi:{CALIBRATION_PACKAGE}#skimage/data",
                             "views_per_image": views, "images": calib.describe(),
-                            **({"percentile": 99.999} if method == "percentile" else {})},
-            "excluded_nodes": excluded, "dead_channel_nodes": len(dead),
+                            **({"percentile": percentile} if percentile else {})},
+            "excluded_nodes": excluded,
         }
         if check:
             recipe["quality_check"] = agreement_check(model_spec, plain, partial,
@@ -402,6 +502,28 @@ def agreement_check(model_spec, float_path: Path, int8_path: Path, images: list[
     return {"images": [p.name for p in images], "views": 2, "mean_iou_vs_float": round(mean, 4),
             "min_iou_vs_float": round(float(np.min(ious)), 4), "floor": AGREEMENT_FLOOR,
             "passed": mean >= AGREEMENT_FLOOR}
+
+
+def record_labelled_check(store, name: str, *, label: str, images: int, fp32: dict, int8: dict) -> dict:
+    """Record a measurement on a labelled set (mean IoU and boundary F of the plain model output, float
+    and int8, same images) as the variant's quality check: it passes when int8 loses at most
+    MIOU_TOLERANCE mIoU and BF_TOLERANCE boundary F. It then decides ``auto`` precision instead of the
+    build's agreement check on held-out photos (which stays recorded beside it)."""
+    recipe = read_recipe(store, name)
+    if recipe is None:
+        raise ModelError(f"{int8_name(name)!r} is not built; run: clearcut models quantize {base_name(name)}")
+    d_iou, d_bf = int8["iou"] - fp32["iou"], int8["bf"] - fp32["bf"]
+    previous = recipe.get("quality_check", {})
+    recipe["quality_check"] = {
+        "agreement": previous.get("agreement", previous),
+        "labelled": {"set": label, "images": images, "miou_fp32": round(fp32["iou"], 4),
+                     "miou_int8": round(int8["iou"], 4), "bf_fp32": round(fp32["bf"], 4),
+                     "bf_int8": round(int8["bf"], 4), "miou_delta": round(d_iou, 4), "bf_delta": round(d_bf, 4),
+                     "tolerance": {"miou": MIOU_TOLERANCE, "bf": BF_TOLERANCE}},
+        "passed": bool(d_iou >= -MIOU_TOLERANCE and d_bf >= -BF_TOLERANCE),
+    }
+    write_recipe(store, recipe)
+    return recipe["quality_check"]
 
 
 # ---------------------------------------------------------------- recipe
