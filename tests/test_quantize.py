@@ -138,3 +138,18 @@ def test_precision_override(built, tmp_path, monkeypatch):
 def test_missing_int8_says_how_to_build_it(tmp_path):
     with pytest.raises(ModelError, match="clearcut models quantize u2netp"):
         ModelStore(tmp_path).path("u2netp-int8")
+
+
+def test_labelled_check_decides_auto_precision_by_the_target_tolerances(built, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLEARCUT_MODEL_PRECISION", "auto")
+    store = _store_with_check(built, tmp_path, False)
+    fp32 = {"iou": 0.75, "bf": 0.74}
+    check = quantize.record_labelled_check(store, "u2netp", label="dev", images=100, fp32=fp32,
+                                           int8={"iou": 0.75 - 0.004, "bf": 0.74 - 0.009})
+    assert check["passed"] and check["labelled"]["miou_delta"] == -0.004
+    assert check["agreement"]["passed"] is False  # the build's own check stays recorded
+    assert resolve_precision("u2netp", store, provider=CPU) == "u2netp-int8"
+    check = quantize.record_labelled_check(store, "u2netp", label="dev", images=100, fp32=fp32,
+                                           int8={"iou": 0.75 - 0.006, "bf": 0.74})
+    assert not check["passed"] and "mean_iou_vs_float" in check["agreement"]
+    assert resolve_precision("u2netp", store, provider=CPU) == "u2netp"
