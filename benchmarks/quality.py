@@ -131,8 +131,7 @@ def plain_matte(rgb: np.ndarray, model: str, infer) -> np.ndarray:
 
 def pipeline_matte(rgb: np.ndarray, model: str, infer, store: ModelStore | None = None) -> np.ndarray:
     """The service's matte at full resolution (same calls as clearcut.pipeline.process)."""
-    matte_lo, proxy = segment.predict(rgb, segment.resolve_models(model), store, infer=infer,
-                                      mirror=segment.mirrored(model))
+    matte_lo, proxy = segment.predict(rgb, segment.resolve_models(model), store, infer=infer)
     return refine.clean_alpha(refine.guided_upsample(matte_lo, proxy, rgb))
 
 

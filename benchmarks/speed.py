@@ -60,9 +60,8 @@ def run_case(megapixels: float, fmt: str, model: str, repeat: int) -> dict:
     for name in segment.resolve_models(model):
         session = get_session(name)
         proxy = segment.make_proxy(rgb, session.size)
-        runs_per_image = 2 if segment.mirrored(model) else 1  # the mirrored preset runs every network twice
         start = time.perf_counter()
-        for _ in range(repeat * runs_per_image):
+        for _ in range(repeat):
             session.predict(proxy)
         model_ms += (time.perf_counter() - start) * 1000 / repeat
     total = float(np.median(runs))

@@ -61,7 +61,7 @@ def run(set_dir: Path, model: str, scales=(2, 4), limit: int | None = 20, tight:
         acc = {name: {"bf_tight": [], "bf_davis": [], "iou": [], "mae": [], "ms": []} for name in methods}
         for name, image_path, mask_path in q.load_set(set_dir, limit):
             big, big_mask = upscale_pair(q.read_rgb(image_path), q.read_mask(mask_path), k)
-            matte_lo, proxy = segment.predict(big, models, infer=infer, mirror=segment.mirrored(model))
+            matte_lo, proxy = segment.predict(big, models, infer=infer)
             gt = big_mask >= 128
             for method, fn in methods.items():
                 start = time.perf_counter()

@@ -68,26 +68,6 @@ def test_pipeline_matte_iou_floor(q, store):
     assert np.mean(list(ious.values())) >= mean_measured - MARGIN / 2
 
 
-def test_mirrored_prediction_averages_both_orientations(store):
-    """``mirror=True`` is the mean of the plain run and the un-mirrored run on the mirror image, so a
-    mirrored photo gets exactly the mirrored matte (a wrong un-flip would break both checks)."""
-    rgb, mask = _load("davis16val_dance-twirl_00059")
-    calls = []
-
-    def infer(name, square):
-        calls.append(square)
-        return segment.session_infer(store)(name, square)
-
-    matte, _ = segment.predict(rgb, ("u2netp",), store, infer=infer, mirror=True)
-    assert len(calls) == 2 and np.array_equal(calls[1], calls[0][:, ::-1])
-    plain, _ = segment.predict(rgb, ("u2netp",), store)
-    flipped, _ = segment.predict(np.ascontiguousarray(rgb[:, ::-1]), ("u2netp",), store)
-    assert np.allclose(matte, (plain + flipped[:, ::-1]) / 2, atol=0.02)
-    again, _ = segment.predict(np.ascontiguousarray(rgb[:, ::-1]), ("u2netp",), store, mirror=True)
-    assert np.allclose(again[:, ::-1], matte, atol=0.02)
-    assert segment.mirrored("quality") and not segment.mirrored("fast") and not segment.mirrored("u2netp")
-
-
 def test_refined_upscale_is_sharper_than_bilinear(q, store):
     """On a 2x-upscaled photo the guided upsampling puts edges where the image has them."""
     spec = importlib.util.spec_from_file_location("clearcut_bench_upscale", ROOT / "benchmarks" / "upscale.py")

@@ -46,7 +46,7 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
         image = decode(data, max_megapixels=config.get("CLEARCUT_MAX_MEGAPIXELS"))
     models = segment.resolve_models(options.model)
     with timer("infer"):
-        matte_lo, proxy = segment.predict(image.rgb, models, store, mirror=segment.mirrored(options.model))
+        matte_lo, proxy = segment.predict(image.rgb, models, store)
     with timer("refine"):
         # Without crop the output size is known now: work at that size (cheaper than full then shrink).
         work_size = ((image.width, image.height) if options.crop

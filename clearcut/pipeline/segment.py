@@ -8,7 +8,7 @@ aspect-preserving proxy (Lanczos, longer side = the largest model's input), whic
 full-resolution upsampling in ``refine``.
 
 Presets: ``fast`` runs ISNet alone; ``quality`` also runs U2-Net and consults it where ISNet is unsure
-(see ``combine``), and runs each network twice, on the image and on its mirror image (see ``predict``).
+(see ``combine``).
 """
 from __future__ import annotations
 
@@ -22,16 +22,11 @@ from clearcut.models.session import get_session
 from clearcut.models.store import ModelStore
 
 PRESETS = {"quality": ("isnet-general", "u2net"), "fast": ("isnet-general",)}
-MIRRORED = {"quality"}  # presets that average each network's output with its output on the mirror image
 
 
 def resolve_models(model: str | None) -> tuple[str, ...]:
     name = model or config.get("CLEARCUT_DEFAULT_MODEL")
     return PRESETS.get(name, (name,))
-
-
-def mirrored(model: str | None) -> bool:
-    return (model or config.get("CLEARCUT_DEFAULT_MODEL")) in MIRRORED
 
 
 def make_proxy(rgb: np.ndarray, longer_side: int) -> np.ndarray:
@@ -85,26 +80,12 @@ def session_infer(store: ModelStore | None = None) -> Infer:
     return lambda name, proxy: get_session(name, store).predict(proxy)
 
 
-def _infer_mirrored(infer: Infer, name: str, square: np.ndarray) -> np.ndarray:
-    """Mean of the prediction and the un-mirrored prediction for the mirrored input.
-
-    Neither network is mirror-symmetric (convolutions and training crops are not), so the two runs
-    make partly independent errors on the same photo, while a subject's mirror image is as plausible
-    a photo as the subject itself; averaging them cancels part of the errors (test-time augmentation).
-    """
-    mirror = infer(name, np.ascontiguousarray(square[:, ::-1]))[:, ::-1]
-    return (infer(name, square) + mirror) * np.float32(0.5)
-
-
 def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None = None,
-            *, infer: Infer | None = None, mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Return (matte, proxy): the combined matte at the resolution of the largest model's proxy.
-    ``mirror`` runs every network on the image and its mirror image and averages the two."""
+            *, infer: Infer | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return (matte, proxy): the combined matte at the resolution of the largest model's proxy."""
     infer = infer or session_infer(store)
-    run = (lambda name, square: _infer_mirrored(infer, name, square)) if mirror else infer
     sessions = [get_session(name, store) for name in models]
     guide = make_proxy(rgb, max(s.size for s in sessions))
     squares = {size: make_square(rgb, size) for size in {s.size for s in sessions}}
-    predictions = [_resize(np.ascontiguousarray(run(s.model.name, squares[s.size]), np.float32), guide.shape)
-                   for s in sessions]
+    predictions = [_resize(infer(s.model.name, squares[s.size]), guide.shape) for s in sessions]
     return combine(predictions), guide
