@@ -4,7 +4,7 @@ Each network sees the image *stretched* to its square input, the way ISNet (DIS)
 trained (both resize training images to a square, ignoring aspect ratio); padding a wide photo with
 replicated edges instead puts streaks the networks never saw into up to half of their input, and
 measured 0.04-0.06 IoU worse (benchmarks/QUALITY.md). The predictions are resized back to an
-aspect-preserving proxy (Lanczos, longer side = the largest model's input), which guides the
+aspect-preserving proxy (longer side = the largest model's input), which guides the
 full-resolution upsampling in ``refine``.
 
 Presets: ``fast`` runs ISNet alone; ``quality`` also runs U2-Net and consults it where ISNet is unsure
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -30,13 +31,17 @@ def resolve_models(model: str | None) -> tuple[str, ...]:
 
 
 def make_proxy(rgb: np.ndarray, longer_side: int) -> np.ndarray:
-    """Lanczos-resample so the longer side equals ``longer_side`` (antialiased when shrinking)."""
+    """Resample so the longer side equals ``longer_side``: pixel-area averaging when shrinking (the guide
+    for refinement; 4x faster than Lanczos on a 4 MP photo, and equal on eval/product: same IoU, boundary
+    F +0.0005), Lanczos when enlarging."""
     h, w = rgb.shape[:2]
     scale = longer_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if size == (w, h):
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    if scale < 1:
+        return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
 
 
 def make_square(rgb: np.ndarray, size: int) -> np.ndarray:
