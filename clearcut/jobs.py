@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from clearcut import config
@@ -230,8 +230,6 @@ def hold_for_retry(ctx: Context, job_id: str, delay_s: float) -> bool:
     see the deadline pass during the outage, re-enqueue copies, and fail the job with
     ``max_attempts_exceeded`` although the worker's own retry would have finished it. Best effort:
     with the database itself down nothing can be recorded (and no sweeper runs either)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
         with ctx.db.begin() as session:
             return bool(session.execute(

@@ -1,8 +1,8 @@
 """ONNX Runtime segmentation sessions: one per model and process, reused for every image.
 
-A session takes an RGB proxy already resized so that its longer side equals the model's input size,
-pads it to the square the network expects, normalises it the way the model was trained, and returns
-the foreground probability for the unpadded area.
+A session takes an RGB image whose longer side equals the model's input size (the pipeline stretches
+it to the full square), pads anything short of the square, normalises it the way the model was
+trained, and returns the foreground probability for the unpadded area.
 """
 from __future__ import annotations
 
@@ -203,10 +203,10 @@ class SegmentationSession:
         return binding.copy_outputs_to_cpu()[0]
 
     def predict(self, proxy: np.ndarray) -> np.ndarray:
-        """Foreground probability (float32, 0..1) for an RGB uint8 proxy of longer side ``size``.
+        """Foreground probability (float32, 0..1) for an RGB uint8 image of longer side ``size``.
 
-        The proxy is padded by edge replication rather than stretched, so the subject keeps its
-        aspect ratio and no artificial border is introduced.
+        The pipeline hands in the image already stretched to the square input (``segment.make_square``);
+        a non-square input is padded by edge replication to the square and the padding cut off again.
         """
         h, w = proxy.shape[:2]
         if max(h, w) != self.size:
