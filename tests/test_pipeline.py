@@ -164,3 +164,31 @@ def test_fully_transparent_pixels_carry_no_background(scene, model_dir):
     px = np.asarray(out)
     hidden = px[:, :, 3] == 0
     assert hidden.mean() > 0.5 and px[hidden].max() == 0
+
+
+def test_fast_foreground_estimate_matches_the_dense_reference_at_edges_and_borders():
+    """Above 250,000 pixels the estimate works on the semi-transparent band's bounding box only; a band
+    that touches the image border and one inside it must both come out as the dense computation does."""
+    h, w = 900, 1200
+    yy, xx = np.mgrid[0:h, 0:w]
+    inner = np.clip((160 - np.hypot(yy - 450, xx - 800)) / 12, 0, 1)   # a disc inside the frame
+    left = np.clip((yy - 300) / 12, 0, 1) * np.clip((200 - xx) / 12, 0, 1)  # a block cut by two borders
+    alpha = np.maximum(inner, left).astype(np.float32)
+    rng = np.random.default_rng(3)
+    fg = np.array([200, 60, 30], np.float32) + rng.normal(0, 8, (h, w, 3))
+    bg = np.array([20, 200, 40], np.float32) + rng.normal(0, 8, (h, w, 3))
+    image = np.clip(fg * alpha[..., None] + bg * (1 - alpha[..., None]), 0, 255).astype(np.uint8)
+    fast = refine.estimate_foreground(image, alpha).astype(float)
+    dense = refine.estimate_foreground_dense(image, alpha).astype(float)
+    semi = (alpha > 0) & (alpha < 1)
+    assert semi[:, 0].any() and semi[-1, :].any() and semi[:, 600:].any()
+    assert np.abs(fast[semi] - dense[semi]).mean() < 2.0
+    assert np.abs(fast[semi] - dense[semi]).max() < 40
+    opaque = alpha >= 1
+    assert (fast[opaque] == image[opaque]).all()
+    # One far-away semi-transparent pixel stretches the box to the whole frame: the band's colours
+    # must not change (the cropped box filters read exactly what the full-frame ones read).
+    stretched = alpha.copy()
+    stretched[0, w - 1] = 0.5
+    whole = refine.estimate_foreground(image, stretched).astype(float)
+    assert (whole[semi] == fast[semi]).all()

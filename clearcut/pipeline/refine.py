@@ -142,7 +142,8 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
       field);
     * only semi-transparent pixels get a new colour (opaque pixels keep theirs; fully transparent
       ones are invisible), so the per-pixel algebra runs on those pixels only, and the radius-3
-      means are box filters over 8-bit images (an error below 1/255 in what is finally visible).
+      means are box filters over 8-bit images (an error below 1/255 in what is finally visible),
+      over the band's bounding box only (byte-identical to full-frame filters; 168 -> 107 ms at 4 MP).
     """
     h, w = alpha.shape
     semi = (alpha > 0.0) & (alpha < 1.0)
@@ -170,18 +171,23 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
     # Step 2 (radius 3): local means of fg1 * alpha and bg1 * (1 - alpha) as 8-bit box filters.
     # Outside the semi-transparent band fg1 * alpha is the image where opaque and 0 where clear,
-    # and bg1 * (1 - alpha) is 0 where opaque and bg1 where clear.
-    a8 = cv2.convertScaleAbs(alpha, alpha=255.0)
-    fa = cv2.multiply(rgb, cv2.merge([a8, a8, a8]), scale=1.0 / 255.0)
-    fa.reshape(-1, 3)[idx] = np.clip(fg1 * a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    # and bg1 * (1 - alpha) is 0 where opaque and bg1 where clear. The means are only read at the
+    # band's pixels, so the full-resolution arrays cover the band's bounding box plus the radius (and
+    # one pixel more, so the crop's reflected border never reaches a value that is read).
+    r = 3
+    y0, y1 = max(0, int(ys.min()) - r - 1), min(h, int(ys.max()) + r + 2)
+    x0, x1 = max(0, int(xs.min()) - r - 1), min(w, int(xs.max()) + r + 2)
+    band = (ys - y0) * (x1 - x0) + (xs - x0)
+    a8 = cv2.convertScaleAbs(alpha[y0:y1, x0:x1], alpha=255.0)
+    fa = cv2.multiply(rgb[y0:y1, x0:x1], cv2.merge([a8, a8, a8]), scale=1.0 / 255.0)
+    fa.reshape(-1, 3)[band] = np.clip(fg1 * a * 255.0 + 0.5, 0, 255).astype(np.uint8)
     na8 = 255 - a8
     bb_hi = cv2.resize(cv2.convertScaleAbs(bb_lo, alpha=255.0), (w, h), interpolation=cv2.INTER_LINEAR)
-    ba = cv2.multiply(bb_hi, cv2.merge([na8, na8, na8]), scale=1.0 / 255.0)
-    ba.reshape(-1, 3)[idx] = np.clip(bb1 * (1.0 - a) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    r = 3
-    mean_a = _box(a8, r).reshape(-1)[idx][:, None].astype(np.float32) * (1.0 / 255.0)
-    bf2 = _box(fa, r).reshape(-1, 3)[idx].astype(np.float32) * (1.0 / 255.0) / (mean_a + 1e-5)
-    bb2 = _box(ba, r).reshape(-1, 3)[idx].astype(np.float32) * (1.0 / 255.0) / ((1.0 - mean_a) + 1e-5)
+    ba = cv2.multiply(bb_hi[y0:y1, x0:x1], cv2.merge([na8, na8, na8]), scale=1.0 / 255.0)
+    ba.reshape(-1, 3)[band] = np.clip(bb1 * (1.0 - a) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    mean_a = _box(a8, r).reshape(-1)[band][:, None].astype(np.float32) * (1.0 / 255.0)
+    bf2 = _box(fa, r).reshape(-1, 3)[band].astype(np.float32) * (1.0 / 255.0) / (mean_a + 1e-5)
+    bb2 = _box(ba, r).reshape(-1, 3)[band].astype(np.float32) * (1.0 / 255.0) / ((1.0 - mean_a) + 1e-5)
     fg2 = np.clip(bf2 + a * (image - a * bf2 - (1.0 - a) * bb2), 0.0, 1.0)
     out = rgb.copy()
     out.reshape(-1, 3)[idx] = (fg2 * 255.0 + 0.5).astype(np.uint8)
