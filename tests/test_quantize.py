@@ -153,3 +153,20 @@ def test_labelled_check_decides_auto_precision_by_the_target_tolerances(built, t
                                            int8={"iou": 0.75 - 0.006, "bf": 0.74})
     assert not check["passed"] and "mean_iou_vs_float" in check["agreement"]
     assert resolve_precision("u2netp", store, provider=CPU) == "u2netp"
+
+
+def test_a_byte_identical_rebuild_takes_the_labelled_check_recorded_for_its_sha256(built, tmp_path, monkeypatch):
+    """A build that reproduces a file measured on a labelled set records that measurement (so a container
+    build without eval/dev gets the same ``auto`` decision); any other file keeps its agreement check."""
+    store, recipe = built
+    measured = {"label": "dev", "images": 100, "fp32": {"iou": 0.70, "bf": 0.69}, "int8": {"iou": 0.69, "bf": 0.69}}
+    monkeypatch.setattr(quantize, "RECORDED_CHECKS", {recipe["sha256"]: measured})
+    shutil.copyfile(store.directory / "u2netp.onnx", tmp_path / "u2netp.onnx")
+    again = quantize.build("u2netp", store=ModelStore(tmp_path), log=lambda *_: None, **BUILD)
+    check = again["quality_check"]
+    assert again["sha256"] == recipe["sha256"]
+    assert check["labelled"]["miou_delta"] == -0.01 and "sha256" in check["labelled"]["source"]
+    assert not check["passed"]  # -0.01 mIoU is outside the 0.005 tolerance, whatever the agreement said
+    assert check["agreement"]["mean_iou_vs_float"] == recipe["quality_check"]["mean_iou_vs_float"]
+    assert quantize.read_recipe(ModelStore(tmp_path), "u2netp")["quality_check"] == check
+    assert quantize.recorded_check("0" * 64, recipe["quality_check"]) is None
