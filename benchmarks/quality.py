@@ -23,8 +23,8 @@ all images):
 
 Mask value 128 (GrabCut's "unknown" band) is excluded from every metric.
 
-Network outputs are cached on disk under ``var/cache/preds/<model>/<sha1 of the network input>.npy``
-(float16), so re-running with another combination or refinement does not re-run the networks; the
+Network outputs are cached on disk under ``var/cache/preds/<model>/<model file sha256, 12 hex>/<sha1 of
+the network input>.npy`` (float16), so re-running with another combination or refinement does not re-run the networks; the
 key is the exact proxy handed to the network, so changing the resampling invalidates it by itself.
 """
 from __future__ import annotations
@@ -45,6 +45,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clearcut.models import quantize  # noqa: E402
+from clearcut.models.registry import spec  # noqa: E402
 from clearcut.models.session import get_session  # noqa: E402
 from clearcut.models.store import ModelStore  # noqa: E402
 from clearcut.pipeline import refine, segment  # noqa: E402
@@ -63,11 +65,18 @@ class CachedInfer:
         self.hits = self.misses = 0
         self.model_seconds = 0.0
 
+    def file_digest(self, name: str) -> str:
+        """sha256 of the model file that runs: an int8 variant is rebuilt in place under the same name,
+        so its cached outputs are kept apart by the file's digest (from its recipe)."""
+        if name.endswith(quantize.INT8_SUFFIX):
+            return (self.store or ModelStore()).recipe(name)["sha256"]
+        return spec(name).sha256 or "custom"
+
     def __call__(self, name: str, proxy: np.ndarray) -> np.ndarray:
         proxy = np.ascontiguousarray(proxy)
         name = get_session(name, self.store).model.name  # NAME-int8 when precision selection picks it
         key = hashlib.sha1(f"{proxy.shape}".encode() + proxy.tobytes()).hexdigest()
-        path = self.cache / name / f"{key}.npy"
+        path = self.cache / name / self.file_digest(name)[:12] / f"{key}.npy"
         if path.exists():
             self.hits += 1
             return np.load(path).astype(np.float32)
@@ -236,8 +245,6 @@ def print_table(label: str, summary: dict) -> None:
 
 def int8_check(args) -> int:
     import os
-
-    from clearcut.models import quantize
 
     os.environ["CLEARCUT_MODEL_PRECISION"] = "fp32"  # NAME is the float model; NAME-int8 is taken as asked
     name = quantize.base_name(args.model)
