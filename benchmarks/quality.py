@@ -24,8 +24,9 @@ all images):
 Mask value 128 (GrabCut's "unknown" band) is excluded from every metric.
 
 Network outputs are cached on disk under ``var/cache/preds/<model>/<model file sha256, 12 hex>/<sha1 of
-the network input>.npy`` (float16), so re-running with another combination or refinement does not re-run the networks; the
-key is the exact proxy handed to the network, so changing the resampling invalidates it by itself.
+the network input>.npy`` (float16), so re-running with another combination or refinement does not re-run
+the networks; the key is the exact proxy handed to the network, so changing the resampling invalidates
+it by itself, and a rebuilt int8 variant (same name, new file) gets its own folder.
 """
 from __future__ import annotations
 

@@ -12,8 +12,9 @@ Casts; per-channel QDQ needs opset 13); (2) ``quant_pre_process`` (shape inferen
 optimisation); (3) ``quantize_static`` with a calibration reader that feeds images exactly the way the
 service does (stretched square, the model's normalisation). Precision-sensitive nodes stay float: the
 first convolution unless the model's recipe says otherwise (it sees the raw image, whose 8-bit grid an
-int8 activation grid would coarsen again) and every node between the last convolutions and the outputs (side-output and fusion heads,
-their upsampling and the sigmoids): there the logits' range is wide but the decision happens near 0.
+int8 activation grid would coarsen again) and every node between the last convolutions and the outputs
+(side-output and fusion heads, their upsampling and the sigmoids): there the logits' range is wide but
+the decision happens near 0.
 """
 from __future__ import annotations
 
@@ -343,9 +344,10 @@ def precision_sensitive_nodes(model, *, first_conv: bool = True) -> list[str]:
 # Per-model settings measured on eval/dev (docs/int8.md). ``float_nodes``: nodes whose activation SQNR
 # against the float model stayed low after the rules above (onnxruntime.quantization.qdq_loss_debug,
 # see clearcut/models/quant_debug.py); names of the exact graph the sha256 in the registry pins.
-# ``float_first_conv``: keep the first Conv in float. U2-Net and U2-Netp quantize it: its input is an 8-bit image
-# (a uint8 grid over the normalised range loses under half a grey level), and a float first Conv leaves
-# a full-resolution NCHW float island (a float MaxPool and layout transposes: ~10 % of the int8 run).
+# ``float_first_conv``: keep the first Conv in float. U2-Net and U2-Netp quantize it: its input is an
+# 8-bit image (a uint8 grid over the normalised range loses under half a grey level), and a float first
+# Conv leaves a full-resolution NCHW float island (a float MaxPool and layout transposes: ~10 % of the
+# int8 run).
 # ``outlier_rule``: apply ``outlier_bias_nodes``. U2-Net names the one path that matters instead
 # (``Conv_920``: without it -0.0054 mIoU; ``Conv_787``'s path costs 9 ms and moved mIoU by 0.0004).
 RECIPES = {
