@@ -65,13 +65,15 @@ class CachedInfer:
         self.store, self.cache, self.offline = store, cache, offline
         self.hits = self.misses = 0
         self.model_seconds = 0.0
+        self._digests: dict[str, str] = {}
 
     def file_digest(self, name: str) -> str:
         """sha256 of the model file that runs: an int8 variant is rebuilt in place under the same name,
-        so its cached outputs are kept apart by the file's digest (from its recipe)."""
-        if name.endswith(quantize.INT8_SUFFIX):
-            return (self.store or ModelStore()).recipe(name)["sha256"]
-        return spec(name).sha256 or "custom"
+        so its cached outputs are kept apart by the file's digest (from its recipe, read once per name)."""
+        if name not in self._digests:
+            self._digests[name] = ((self.store or ModelStore()).recipe(name)["sha256"]
+                                   if name.endswith(quantize.INT8_SUFFIX) else spec(name).sha256 or "custom")
+        return self._digests[name]
 
     def __call__(self, name: str, proxy: np.ndarray) -> np.ndarray:
         proxy = np.ascontiguousarray(proxy)
