@@ -56,11 +56,12 @@ def options_from_row(data: dict) -> Options:
 
 
 def result_key(original_sha256: str, options: Options) -> str:
+    from clearcut.pipeline import REVISION
     from clearcut.pipeline.segment import resolve_models
 
     models = [(name, spec(name).version) for name in resolve_models(options.model)]
-    material = json.dumps({"original": original_sha256, "options": options.normalised(), "models": models},
-                          sort_keys=True)
+    material = json.dumps({"original": original_sha256, "options": options.normalised(), "models": models,
+                           "pipeline": REVISION}, sort_keys=True)
     return f"results/{hashlib.sha256(material.encode()).hexdigest()}.{EXTENSIONS[options.format]}"
 
 

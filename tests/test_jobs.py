@@ -157,3 +157,14 @@ def test_concurrent_submissions_of_one_image_share_one_original(ctx, account_key
         originals = session.scalars(select(Asset).where(Asset.account_id == account.id,
                                                         Asset.kind == "original")).all()
     assert len(originals) == 1 and {s.job.input_asset_id for s in subs} == {originals[0].id}
+
+
+def test_result_key_changes_with_the_pipeline_revision(monkeypatch):
+    """A deploy whose pipeline makes different pixels must not serve cutouts cached by the old one."""
+    import clearcut.pipeline
+    from clearcut.options import Options
+
+    before = jobs.result_key("ab" * 32, Options())
+    assert jobs.result_key("ab" * 32, Options()) == before
+    monkeypatch.setattr(clearcut.pipeline, "REVISION", clearcut.pipeline.REVISION + 1)
+    assert jobs.result_key("ab" * 32, Options()) != before

@@ -192,3 +192,24 @@ def test_fast_foreground_estimate_matches_the_dense_reference_at_edges_and_borde
     stretched[0, w - 1] = 0.5
     whole = refine.estimate_foreground(image, stretched).astype(float)
     assert (whole[semi] == fast[semi]).all()
+
+
+def test_combine_keeps_thin_primary_structures_the_secondary_cannot_resolve():
+    """Where the primary is unsure, the models are averaged, except on structures narrower than two of
+    the secondary's input pixels (a wire here), which the secondary cannot see at its resolution."""
+    from clearcut.pipeline.segment import combine
+
+    primary = np.zeros((200, 320), np.float32)
+    primary[40:160, 20:120] = 0.7      # a broad, uncertain region: the secondary's vote counts
+    primary[100:102, 150:300] = 0.7    # a 2 px wire, uncertain too
+    primary[170:190, 150:170] = 0.95   # confident: the primary alone, as before
+    secondary = np.zeros_like(primary)
+    pitch = (320 / 64, 200 / 64)       # a 64 px secondary: one of its pixels covers 5 x 3.1 matte pixels
+    combined = combine([primary, secondary], pitch)
+    assert combined[100, 150:300].min() == pytest.approx(0.7)
+    # (the region's own corners are finer than the secondary's pixel too, so test inside them)
+    assert combined[46:154, 26:114].max() == pytest.approx(0.35)
+    assert combined[170:190, 150:170].min() == pytest.approx(0.95)
+    assert combined[0:30].max() == 0.0
+    # Without the secondary's resolution the wire is averaged away like everything else.
+    assert combine([primary, secondary])[100, 150:300].max() == pytest.approx(0.35)

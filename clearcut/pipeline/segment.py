@@ -58,22 +58,44 @@ def _resize(matte: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 CONFIDENT = 0.4  # |p - 0.5| above this (p < 0.1 or p > 0.9): the primary model is trusted alone
+# Structures of the primary's matte narrower than this many pixels *of a secondary model's input* are
+# below that model's Nyquist limit (it cannot resolve them), so it gets no say there.
+RESOLVABLE = 2.0
+PRESENT = 0.1  # primary probability that counts as "something is there" when finding thin structures
 
 
-def combine(predictions: list[np.ndarray]) -> np.ndarray:
-    """The first (primary) model where it is confident; the mean of all models where it is not.
+def thin_structures(primary: np.ndarray, pitch: tuple[float, float]) -> np.ndarray:
+    """Pixels of the primary matte's structures (p > PRESENT) that a morphological opening with an
+    ellipse of RESOLVABLE secondary pixels removes: wires, frames, legs, hair strands, spokes.
+    ``pitch`` is the size (x, y) of one secondary-model input pixel in matte pixels (the secondary
+    sees the image stretched to its square, so the two differ for a non-square photo)."""
+    kx, ky = (max(3, int(round(RESOLVABLE * p)) | 1) for p in pitch)
+    present = (primary > PRESENT).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kx, ky))
+    return (present > 0) & (cv2.morphologyEx(present, cv2.MORPH_OPEN, kernel) == 0)
+
+
+def combine(predictions: list[np.ndarray], pitch: tuple[float, float] | None = None) -> np.ndarray:
+    """The first (primary) model where it is confident; the mean of all models where it is not, except
+    on the primary's thin structures, which stay the primary's alone.
 
     ISNet, the primary of the ``quality`` preset, is the stronger model on every set we measured, and
     its confident pixels are rarely wrong; a plain average lets the weaker model drag those pixels
     (and whole regions it misses) towards 0.5. Where the primary is unsure, a second network trained
     on different data (U2-Net: DUTS saliency) is an independent opinion, and averaging the two there
-    is what reduces the error.
+    is what reduces the error. That opinion is only meaningful at scales the second network resolves:
+    U2-Net sees 320x320, so a 1-2 px wire or strand of ISNet's 1024 px matte is below its resolution,
+    and averaging there only erodes it (``pitch``: the coarsest secondary's pixel, in matte pixels;
+    benchmarks/QUALITY.md, section 9).
     """
     if len(predictions) == 1:
         return predictions[0]
     primary = predictions[0]
     mean = np.mean(np.stack(predictions), axis=0, dtype=np.float32)
-    return np.where(np.abs(primary - 0.5) > CONFIDENT, primary, mean).astype(np.float32, copy=False)
+    trusted = np.abs(primary - 0.5) > CONFIDENT
+    if pitch is not None:
+        trusted |= thin_structures(primary, pitch)
+    return np.where(trusted, primary, mean).astype(np.float32, copy=False)
 
 
 # infer(model name, proxy) -> probability at the proxy's size. The default runs the ONNX session; the
@@ -93,4 +115,6 @@ def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None =
     guide = make_proxy(rgb, max(s.size for s in sessions))
     squares = {size: make_square(rgb, size) for size in {s.size for s in sessions}}
     predictions = [_resize(infer(s.model.name, squares[s.size]), guide.shape) for s in sessions]
-    return combine(predictions), guide
+    coarsest = min(s.size for s in sessions[1:]) if len(sessions) > 1 else None
+    pitch = (guide.shape[1] / coarsest, guide.shape[0] / coarsest) if coarsest else None
+    return combine(predictions, pitch), guide
