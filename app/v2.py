@@ -4,17 +4,18 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from app.auth import authenticate
 from app.errors import request_id
 from app.inputs import Intake, json_body, parse_request, to_base64
-from clearcut import config, jobs
+from clearcut import config, jobs, notify
 from clearcut.db.models import Job, Usage
 from clearcut.errors import ClearcutError
 
 bp = Blueprint("v2", __name__)
-POLL_S = (0.01, 0.02, 0.05, 0.1)  # back-off while waiting for the worker
+POLL_S = (0.01, 0.02, 0.05, 0.1)  # back-off while waiting for the worker when Redis cannot be reached
 
 
 def _ctx():
@@ -27,14 +28,21 @@ def enqueue(job: Job) -> None:
 
 
 def wait_for(job_id: str, account_id: str, timeout: float) -> Job:
+    """The job once it is terminal, or as it stands when ``timeout`` runs out. Between reads of the row
+    it blocks on the worker's wake-up (``clearcut.notify``); without Redis it falls back to polling."""
     deadline = time.monotonic() + timeout
+    settings = current_app.config["CLEARCUT_SETTINGS"]
     step = 0
     while True:
         job = jobs.get(_ctx(), account_id, job_id)
-        if job.status in jobs.TERMINAL or time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if job.status in jobs.TERMINAL or remaining <= 0:
             return job
-        time.sleep(POLL_S[min(step, len(POLL_S) - 1)])
-        step += 1
+        try:
+            notify.wait(current_app.extensions["clearcut_redis"](), job_id, remaining, settings)
+        except RedisError:
+            time.sleep(min(remaining, POLL_S[min(step, len(POLL_S) - 1)]))
+            step += 1
 
 
 def job_view(job: Job) -> dict:

@@ -30,8 +30,7 @@ def register(app: Celery) -> None:
 
         from clearcut import jobs
         from clearcut.storage.errors import StorageError
-        from worker.context import context
-
+        from worker.context import announce_finished, context
         from worker.webhooks import due_for_job, send_deliveries
 
         try:
@@ -41,11 +40,13 @@ def register(app: Celery) -> None:
                 jobs.finish_failed(context(), job_id, "transient_failure_exhausted",
                                    f"storage or database unavailable after {MAX_RETRIES} retries; replay the job",
                                    503)
+                announce_finished(job_id)
                 send_deliveries(app, due_for_job(context(), job_id))
                 return "failed"
             countdown = min(60, 2 ** self.request.retries)
             jobs.hold_for_retry(context(), job_id, countdown)
             raise self.retry(exc=exc, countdown=countdown)
+        announce_finished(job_id)
         send_deliveries(app, due_for_job(context(), job_id))
         return status
 
