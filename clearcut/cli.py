@@ -24,12 +24,14 @@ def _models_quantize(args) -> int:
         recipe = quantize.build(name, calibration=args.calibration, method=args.method,
                                 percentile=args.percentile, images=args.images, views=args.views)
         check = recipe["quality_check"]
-        print(f"{recipe['name']}: sha256 {recipe['sha256']}, quality check "
-              f"{'passed' if check.get('passed') else 'NOT passed (auto precision keeps float)'}")
+        print(f"{recipe['name']}: sha256 {recipe['sha256']}, quality check on "
+              f"{check.get('int8_kernels', 'unrecorded')} int8 kernels "
+              f"{'passed' if quantize.check_applies(check) else 'NOT passed (auto precision keeps float)'}")
     return 0
 
 
 def _models_list(args) -> int:
+    from clearcut.models import cpu
     from clearcut.models.store import ModelStore
 
     rows = ModelStore().describe()
@@ -41,6 +43,10 @@ def _models_list(args) -> int:
         size = f"{r['size_bytes'] / 1e6:.1f} MB" if r["size_bytes"] else "-"
         print(f"{r['name']:15} {'yes' if r['cached'] else 'no':6} {size:>10} {r['input_size']:>5} "
               f"{r['normalisation']:8} {r['sha256'][:16]} {r['source']} / {r['licence']}")
+        if "used_by_auto_here" in r:
+            print(f"{'':15} quality check {'passed' if r['quality_check_passed'] else 'NOT passed'} on "
+                  f"{r['quality_check_int8_kernels'] or 'unrecorded'} int8 kernels (this CPU: {cpu.int8_kernels()}); "
+                  f"CLEARCUT_MODEL_PRECISION=auto {'uses it' if r['used_by_auto_here'] else 'keeps float'} here")
     return 0
 
 

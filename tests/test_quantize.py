@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from clearcut.errors import ChecksumMismatch, ModelError
-from clearcut.models import quantize
+from clearcut.models import cpu, quantize
 from clearcut.models.session import CPU, CUDA, SegmentationSession, get_session, resolve_precision
 from clearcut.models.registry import spec
 from clearcut.models.store import ModelStore, sha256_of
@@ -45,6 +45,7 @@ def test_build_records_a_recipe_that_round_trips(built):
     assert recipe["onnxruntime"] == onnxruntime.__version__
     assert recipe["excluded_nodes"] and recipe["opset"] >= 13
     assert set(recipe["quality_check"]) >= {"mean_iou_vs_float", "passed", "images"}
+    assert recipe["quality_check"]["int8_kernels"] == cpu.int8_kernels()  # the CPU family it was measured on
 
 
 def test_int8_model_is_quantized_loads_and_runs(built):
@@ -160,7 +161,7 @@ def test_a_byte_identical_rebuild_takes_the_labelled_check_recorded_for_its_sha2
     build without eval/dev gets the same ``auto`` decision); any other file keeps its agreement check."""
     store, recipe = built
     measured = {"label": "dev", "images": 100, "fp32": {"iou": 0.70, "bf": 0.69}, "int8": {"iou": 0.69, "bf": 0.69}}
-    monkeypatch.setattr(quantize, "RECORDED_CHECKS", {recipe["sha256"]: measured})
+    monkeypatch.setattr(quantize, "RECORDED_CHECKS", {recipe["sha256"]: {cpu.int8_kernels(): measured}})
     shutil.copyfile(store.directory / "u2netp.onnx", tmp_path / "u2netp.onnx")
     again = quantize.build("u2netp", store=ModelStore(tmp_path), log=lambda *_: None, **BUILD)
     check = again["quality_check"]
@@ -170,3 +171,30 @@ def test_a_byte_identical_rebuild_takes_the_labelled_check_recorded_for_its_sha2
     assert check["agreement"]["mean_iou_vs_float"] == recipe["quality_check"]["mean_iou_vs_float"]
     assert quantize.read_recipe(ModelStore(tmp_path), "u2netp")["quality_check"] == check
     assert quantize.recorded_check("0" * 64, recipe["quality_check"]) is None
+    # A measurement recorded for another CPU family's int8 kernels is not this CPU's check.
+    assert quantize.recorded_check(recipe["sha256"], recipe["quality_check"], kernels="another-family") is None
+
+
+def test_int8_kernel_families():
+    assert cpu.int8_kernels({"avx2", "avx512f", "avx512_vnni"}, "x86_64") == "vnni"
+    assert cpu.int8_kernels({"avx2", "avx_vnni"}, "x86_64") == "vnni"
+    assert cpu.int8_kernels({"avx2", "fma"}, "x86_64") == "u8s8-saturating"
+    assert cpu.int8_kernels({"avx2", "avx512f", "avx512bw"}, "x86_64") == "u8s8-saturating"
+    assert cpu.int8_kernels({"sse4_2"}, "x86_64") == "x86-sse"
+    assert cpu.int8_kernels(set(), "aarch64") == "aarch64"
+
+
+def test_auto_precision_ignores_a_check_measured_on_other_int8_kernels(built, tmp_path, monkeypatch):
+    """The same int8 file loses accuracy where ONNX Runtime's u8s8 kernels saturate (AVX2 without VNNI),
+    so a passed check counts only on the kernel family it was measured on; an explicit int8 still runs."""
+    monkeypatch.setenv("CLEARCUT_MODEL_PRECISION", "auto")
+    store = _store_with_check(built, tmp_path, True)
+    assert resolve_precision("u2netp", store, provider=CPU) == "u2netp-int8"
+    other = "vnni" if cpu.int8_kernels() != "vnni" else "u8s8-saturating"
+    monkeypatch.setattr(cpu, "int8_kernels", lambda *a, **k: other)
+    assert not store.has_int8("u2netp") and store.has_int8("u2netp", checked=False)
+    assert resolve_precision("u2netp", store, provider=CPU) == "u2netp"
+    monkeypatch.setenv("CLEARCUT_MODEL_PRECISION", "int8")
+    assert resolve_precision("u2netp", store, provider=CPU) == "u2netp-int8"
+    legacy = {k: v for k, v in store.recipe("u2netp")["quality_check"].items() if k != "int8_kernels"}
+    assert not quantize.check_applies(legacy, kernels=other)  # a check from before the kernels were recorded

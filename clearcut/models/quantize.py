@@ -32,6 +32,7 @@ import numpy as np
 
 from clearcut import config
 from clearcut.errors import ModelError
+from clearcut.models import cpu
 
 INT8_SUFFIX = "-int8"
 RECIPE_VERSION = 2
@@ -518,7 +519,7 @@ def agreement_check(model_spec, float_path: Path, int8_path: Path, images: list[
     mean = float(np.mean(ious))
     return {"images": [p.name for p in images], "views": 2, "mean_iou_vs_float": round(mean, 4),
             "min_iou_vs_float": round(float(np.min(ious)), 4), "floor": AGREEMENT_FLOOR,
-            "passed": mean >= AGREEMENT_FLOOR}
+            "passed": mean >= AGREEMENT_FLOOR, "int8_kernels": cpu.int8_kernels()}
 
 
 def record_labelled_check(store, name: str, *, label: str, images: int, fp32: dict, int8: dict) -> dict:
@@ -535,10 +536,13 @@ def record_labelled_check(store, name: str, *, label: str, images: int, fp32: di
     return recipe["quality_check"]
 
 
-def labelled_check(previous: dict, *, label: str, images: int, fp32: dict, int8: dict, **extra) -> dict:
-    """The quality check of a labelled-set measurement, keeping the build's agreement check beside it."""
+def labelled_check(previous: dict, *, label: str, images: int, fp32: dict, int8: dict,
+                   int8_kernels: str | None = None, **extra) -> dict:
+    """The quality check of a labelled-set measurement, keeping the build's agreement check beside it.
+    ``int8_kernels``: the CPU kernel family it was measured with (default: this CPU's)."""
     d_iou, d_bf = int8["iou"] - fp32["iou"], int8["bf"] - fp32["bf"]
     return {
+        "int8_kernels": int8_kernels or cpu.int8_kernels(),
         "agreement": previous.get("agreement", previous),
         "labelled": {"set": label, "images": images, "miou_fp32": round(fp32["iou"], 4),
                      "miou_int8": round(int8["iou"], 4), "bf_fp32": round(fp32["bf"], 4),
@@ -549,26 +553,45 @@ def labelled_check(previous: dict, *, label: str, images: int, fp32: dict, int8:
 
 
 # Labelled-set checks measured (``benchmarks/quality.py --plain --limit 100 --int8-check`` on eval/dev) on
-# these exact int8 files, keyed by their sha256. A build that reproduces one byte for byte (same recipe,
-# calibration images and ONNX Runtime; the builds here are deterministic) records that measurement as its
-# check, so a machine without the evaluation set (a container build) gets the same ``auto`` decision. Any
-# other file keeps the build's own agreement check.
+# these exact int8 files, keyed by their sha256 and by the CPU's int8 kernel family (``cpu.int8_kernels``:
+# the same file loses accuracy where the kernels saturate). A build that reproduces one byte for byte (same
+# recipe, calibration images and ONNX Runtime; the builds here are deterministic) on such a CPU records
+# that measurement as its check, so a machine without the evaluation set (a container build) gets the
+# same ``auto`` decision. Any other file, or CPU family, keeps the build's own agreement check.
 _DEV100 = "dev (100 images spread over the set)"
+
+
+def _dev100(fp32: tuple[float, float], int8: tuple[float, float]) -> dict:
+    return {"label": _DEV100, "images": 100, "fp32": {"iou": fp32[0], "bf": fp32[1]},
+            "int8": {"iou": int8[0], "bf": int8[1]}}
+
+
 RECORDED_CHECKS = {
     "c9a353c1dbccf5c9007aa4dfa6fecd83b12f28b7794d1f740aeb47382536a75c": {  # u2net-int8, recipe of session 3
-        "label": _DEV100, "images": 100, "fp32": {"iou": 0.7463, "bf": 0.7384}, "int8": {"iou": 0.7444, "bf": 0.7392}},
+        "vnni": _dev100((0.7463, 0.7384), (0.7444, 0.7392))},
     "d0009fdc674259b46a4061bdfea352a9b3dd82797c2a7da00684fc366867feec": {  # isnet-general-int8
-        "label": _DEV100, "images": 100, "fp32": {"iou": 0.7883, "bf": 0.8021}, "int8": {"iou": 0.7899, "bf": 0.8031}},
+        "vnni": _dev100((0.7883, 0.8021), (0.7899, 0.8031))},
     "1af40176c02b2d0991d4642511bbd466b621cf9be12cd52ead8157ed6131acd6": {  # u2netp-int8, first Conv quantized
-        "label": _DEV100, "images": 100, "fp32": {"iou": 0.7017, "bf": 0.6871}, "int8": {"iou": 0.7026, "bf": 0.6858}},
+        "vnni": _dev100((0.7017, 0.6871), (0.7026, 0.6858)),
+        "u8s8-saturating": _dev100((0.7017, 0.6871), (0.6911, 0.6682))},
 }
 
 
-def recorded_check(digest: str, agreement: dict) -> dict | None:
-    measured = RECORDED_CHECKS.get(digest)
+def recorded_check(digest: str, agreement: dict, kernels: str | None = None) -> dict | None:
+    """The labelled check recorded for this file on CPUs of ``kernels`` (default: this CPU's), if any."""
+    kernels = kernels or cpu.int8_kernels()
+    measured = RECORDED_CHECKS.get(digest, {}).get(kernels)
     if measured is None:
         return None
-    return labelled_check(agreement, **measured, source="recorded for this file's sha256 (quantize.RECORDED_CHECKS)")
+    return labelled_check(agreement, **measured, int8_kernels=kernels,
+                          source="recorded for this file's sha256 (quantize.RECORDED_CHECKS)")
+
+
+def check_applies(check: dict, kernels: str | None = None) -> bool:
+    """Whether a variant's quality check lets ``auto`` use it here: it passed, and it was measured on a
+    CPU whose int8 kernels are this one's (a check without that record, from an older build, does not
+    count: rebuild or re-measure)."""
+    return bool(check.get("passed")) and check.get("int8_kernels") == (kernels or cpu.int8_kernels())
 
 
 # ---------------------------------------------------------------- recipe

@@ -72,13 +72,14 @@ class ModelStore:
         return quantize.read_recipe(self, name)
 
     def has_int8(self, name: str, *, checked: bool = True) -> bool:
-        """Whether ``NAME-int8`` is built here (and, with ``checked``, its recorded quality check passed)."""
+        """Whether ``NAME-int8`` is built here (and, with ``checked``, its recorded quality check passed on
+        a CPU with this one's int8 kernels: ``quantize.check_applies``)."""
         from clearcut.models import quantize
 
         recipe = self.recipe(quantize.int8_name(name))
         if recipe is None or not (self.directory / recipe["file"]).exists():
             return False
-        return bool(recipe.get("quality_check", {}).get("passed")) if checked else True
+        return quantize.check_applies(recipe.get("quality_check", {})) if checked else True
 
     def _int8_path(self, model: ModelSpec, path: Path) -> Path:
         base = model.source.split(":", 1)[1]
@@ -103,6 +104,8 @@ class ModelStore:
         _verified.add((str(path), expected))
 
     def describe(self) -> list[dict]:
+        from clearcut.models import quantize
+
         rows = []
         for model in all_specs().values():
             path = self.path_for(model)
@@ -122,6 +125,8 @@ class ModelStore:
                     "source": int8.source, "licence": int8.licence, "input_size": int8.input_size,
                     "normalisation": int8.normalisation,
                     "quality_check_passed": bool(recipe.get("quality_check", {}).get("passed")),
+                    "quality_check_int8_kernels": recipe.get("quality_check", {}).get("int8_kernels"),
+                    "used_by_auto_here": quantize.check_applies(recipe.get("quality_check", {})),
                 })
         return rows
 
