@@ -22,7 +22,8 @@ def _models_quantize(args) -> int:
 
     for name in args.names:
         recipe = quantize.build(name, calibration=args.calibration, method=args.method,
-                                percentile=args.percentile, images=args.images, views=args.views)
+                                percentile=args.percentile, images=args.images, views=args.views,
+                                reduce_range=args.reduce_range)
         check = recipe["quality_check"]
         print(f"{recipe['name']}: sha256 {recipe['sha256']}, quality check on "
               f"{check.get('int8_kernels', 'unrecorded')} int8 kernels "
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("--images", type=int, help="use only the first N calibration images")
     quant.add_argument("--views", type=int, help="views per image: full, mirrored, then crops (max 6; default: "
                                                 "the model's recipe)")
+    quant.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                       help="7-bit weights (default: on where this CPU's int8 kernels saturate, i.e. AVX2 "
+                            "without VNNI; see docs/int8.md)")
     quant.set_defaults(func=_models_quantize)
     listing = models_sub.add_parser("list", help="list known models")
     listing.add_argument("--json", action="store_true")

@@ -46,6 +46,7 @@ def test_build_records_a_recipe_that_round_trips(built):
     assert recipe["excluded_nodes"] and recipe["opset"] >= 13
     assert set(recipe["quality_check"]) >= {"mean_iou_vs_float", "passed", "images"}
     assert recipe["quality_check"]["int8_kernels"] == cpu.int8_kernels()  # the CPU family it was measured on
+    assert recipe["reduce_range"] is quantize.default_reduce_range()
 
 
 def test_int8_model_is_quantized_loads_and_runs(built):
@@ -182,6 +183,9 @@ def test_int8_kernel_families():
     assert cpu.int8_kernels({"avx2", "avx512f", "avx512bw"}, "x86_64") == "u8s8-saturating"
     assert cpu.int8_kernels({"sse4_2"}, "x86_64") == "x86-sse"
     assert cpu.int8_kernels(set(), "aarch64") == "aarch64"
+    # 7-bit weights only where the u8s8 kernels saturate
+    assert quantize.default_reduce_range("u8s8-saturating") and not quantize.default_reduce_range("vnni")
+    assert not quantize.default_reduce_range("aarch64")
 
 
 def test_auto_precision_ignores_a_check_measured_on_other_int8_kernels(built, tmp_path, monkeypatch):
