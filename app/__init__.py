@@ -39,7 +39,7 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     from app import batches_api, compat, console, errors, jobs_api, metrics, openapi, v2, webhooks_api
     from app.health import HealthChecks, bp as health_bp
     from clearcut import config
-    from clearcut.endpoints import redis_url
+    from clearcut.endpoints import redis_client
 
     app = Flask(__name__)
     env = {**os.environ, **(settings or {})}
@@ -49,17 +49,12 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     app.extensions["clearcut_health"] = HealthChecks(env)
     app.extensions["clearcut_context"] = _LazyContext(env)
 
-    def _redis():
-        import redis
-
-        return redis.Redis.from_url(redis_url(env), socket_connect_timeout=3, socket_timeout=5)
-
     def _celery():
         from worker.celery_app import create_celery
 
         return create_celery(environ=env)
 
-    app.extensions["clearcut_redis"] = _lazy(_redis)
+    app.extensions["clearcut_redis"] = _lazy(lambda: redis_client(env))
     app.extensions["clearcut_celery"] = _lazy(_celery)
     errors.install(app)
     metrics.install(app, env)  # JSON logs with request ids, request metrics, GET /metrics

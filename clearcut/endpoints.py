@@ -27,6 +27,14 @@ def redis_url(environ: Mapping[str, str] | None = None) -> str:
     return config.get("CLEARCUT_REDIS_URL", env) or f"redis://127.0.0.1:{config.get('CLEARCUT_REDIS_PORT', env)}/0"
 
 
+def redis_client(environ: Mapping[str, str] | None = None):
+    """A Redis client for ``redis_url`` with the timeouts the API and workers share (connect 3 s, reads
+    5 s: above the longest blocking call they make, ``notify.WAIT_SLICE_S``)."""
+    import redis
+
+    return redis.Redis.from_url(redis_url(environ), socket_connect_timeout=3, socket_timeout=5)
+
+
 def s3_endpoint(environ: Mapping[str, str] | None = None) -> str:
     """CLEARCUT_S3_ENDPOINT, else the embedded SeaweedFS on 127.0.0.1:CLEARCUT_S3_PORT."""
     env = dict(environ) if environ is not None else None

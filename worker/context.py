@@ -24,11 +24,9 @@ def _redis_client():
     global _redis
     with _lock:
         if _redis is None:
-            import redis
+            from clearcut.endpoints import redis_client
 
-            from clearcut.endpoints import redis_url
-
-            _redis = redis.Redis.from_url(redis_url(), socket_connect_timeout=3, socket_timeout=5)
+            _redis = redis_client()
         return _redis
 
 

@@ -119,14 +119,15 @@ class ModelStore:
             if recipe is not None:
                 int8 = spec(recipe["name"])
                 file = self.path_for(int8)
+                check = recipe.get("quality_check", {})
                 rows.append({
                     "name": int8.name, "file": str(file), "cached": file.exists(),
                     "size_bytes": file.stat().st_size if file.exists() else None, "sha256": recipe["sha256"],
                     "source": int8.source, "licence": int8.licence, "input_size": int8.input_size,
                     "normalisation": int8.normalisation,
-                    "quality_check_passed": bool(recipe.get("quality_check", {}).get("passed")),
-                    "quality_check_int8_kernels": recipe.get("quality_check", {}).get("int8_kernels"),
-                    "used_by_auto_here": quantize.check_applies(recipe.get("quality_check", {})),
+                    "quality_check_passed": bool(check.get("passed")),
+                    "quality_check_int8_kernels": check.get("int8_kernels"),
+                    "used_by_auto_here": quantize.check_applies(check),
                 })
         return rows
 
