@@ -22,6 +22,12 @@ Inputs: the DIS5K object photos in ``../shared/eval/product`` large enough not t
 center-cropped to 25:16 (16:25 for portrait) and resized to exactly 1250x800 (1 MP) or 2500x1600 (4 MP),
 JPEG quality 90; requests cycle through ``--images`` of them. Every answer is checked after the timed
 window (status, decodes as an image with alpha at the input's size); failures are counted as errors.
+CPU: seconds of CPU time per successful image (``cpu_s_per_image``), per role of the server's process
+tree (worker, api, s3, broker; rembg is one process) and for this benchmark's own client threads, which
+share the machine with the server. On N cores, N / total is the most images/s the cell could reach
+with perfect overlap, so it says whether a cell is bound by work or by waiting. The JSON's conditions
+record the CPU's int8 kernel family (``clearcut.models.cpu.int8_kernels``), because int8 speed depends
+on the CPU: ISNet's int8 speed-up was 3.2x with VNNI and 1.7x on AVX2 without it (docs/int8.md).
 Memory: RSS (and PSS, which counts pages shared between forked processes once) of the Clearcut API +
 worker and their children (not SeaweedFS/Valkey), and of rembg's process tree, after every model was
 loaded by a warm-up request and at the end.
@@ -219,6 +225,41 @@ def clearcut_processes(dev: subprocess.Popen) -> list[psutil.Process]:
     return out
 
 
+ROLES = (("celery", "worker"), ("gunicorn", "api"), ("weed", "s3"), ("valkey", "broker"), ("rembg", "rembg"))
+
+
+def cpu_seconds(root: subprocess.Popen) -> dict[str, float]:
+    """CPU time (user + system) used so far by ``root``'s process tree, summed per role (worker, api, s3,
+    broker, other), plus this benchmark's own process (``client``: it builds requests and reads answers)."""
+    totals: dict[str, float] = {}
+    for process in tree(root):
+        try:
+            cmdline, times = " ".join(process.cmdline()), process.cpu_times()
+        except psutil.Error:
+            continue
+        role = next((name for marker, name in ROLES if marker in cmdline), "other")
+        totals[role] = totals.get(role, 0.0) + times.user + times.system
+    own = psutil.Process().cpu_times()
+    totals["client"] = own.user + own.system
+    return totals
+
+
+def cpu_per_image(before: dict[str, float], after: dict[str, float], images: int) -> dict[str, float]:
+    """CPU seconds per successful image and role between two ``cpu_seconds`` snapshots (a process that
+    exited in between is not counted)."""
+    spent = {role: after[role] - before.get(role, 0.0) for role in after}
+    spent["total"] = sum(spent.values())
+    return {role: round(seconds / max(images, 1), 3) for role, seconds in spent.items()}
+
+
+def measured_load(root: subprocess.Popen, send, inputs, count: int, concurrency: int) -> dict:
+    """``run_load`` with the server tree's CPU seconds per image (``cpu_s_per_image``) added."""
+    before = cpu_seconds(root)
+    row = run_load(send, inputs, count, concurrency)
+    row["cpu_s_per_image"] = cpu_per_image(before, cpu_seconds(root), count - row["errors"])
+    return row
+
+
 def tree(process: subprocess.Popen) -> list[psutil.Process]:
     root = psutil.Process(process.pid)
     return [root, *root.children(recursive=True)]
@@ -312,7 +353,7 @@ def measure_rembg(args, inputs, models: list[str]) -> tuple[list[dict], dict]:
         mem["loaded"] = memory(tree(proc))
         for model, size, concurrency in itertools.product(placed, args.sizes, args.concurrency):
             row = {"server": "rembg", "precision": "fp32", "model": model, "megapixels": size, "mode": "sync",
-                   **run_load(rembg_sender(url, model), inputs[size], args.requests, concurrency)}
+                   **measured_load(proc, rembg_sender(url, model), inputs[size], args.requests, concurrency)}
             rows.append(row)
             print(json.dumps(row), flush=True)
         mem["end"] = memory(tree(proc))
@@ -342,8 +383,8 @@ def measure_clearcut(args, inputs, precision: str, models: list[str]) -> tuple[l
             for model, size, mode, concurrency in itertools.product(models, args.sizes, args.modes, args.concurrency):
                 timings: list[dict] = []
                 row = {"server": "clearcut", "precision": precision, "model": model, "megapixels": size, "mode": mode,
-                       **run_load(clearcut_sender(url, key, model, mode, args.poll, timings), inputs[size],
-                                  args.requests, concurrency)}
+                       **measured_load(proc, clearcut_sender(url, key, model, mode, args.poll, timings),
+                                       inputs[size], args.requests, concurrency)}
                 if timings:
                     row["server_ms_p50"] = median_stages(timings)
                 rows.append(row)
@@ -383,14 +424,14 @@ def compare(rows: list[dict], memories: list[dict]) -> None:
 
 def print_tables(rows: list[dict], memories: list[dict]) -> None:
     print(f"\n{'server':9} {'prec':5} {'model':14} {'MP':>2} {'mode':5} {'conc':>4} {'n':>4} {'err':>3} "
-          f"{'img/s':>7} {'p50 s':>7} {'p95 s':>7} {'vs rembg':>8}")
+          f"{'img/s':>7} {'p50 s':>7} {'p95 s':>7} {'vs rembg':>8} {'CPU s/img':>9}")
     for r in rows:
         ratio = f"{r['vs_rembg']:.2f}x" if "vs_rembg" in r else ""
         p50 = f"{r['p50_s']:.3f}" if r["p50_s"] is not None else "-"
         p95 = f"{r['p95_s']:.3f}" if r["p95_s"] is not None else "-"
         print(f"{r['server']:9} {r['precision']:5} {r['model']:14} {r['megapixels']:>2} {r['mode']:5} "
               f"{r['concurrency']:>4} {r['requests']:>4} {r['errors']:>3} {r['images_per_s']:>7.2f} "
-              f"{p50:>7} {p95:>7} {ratio:>8}")
+              f"{p50:>7} {p95:>7} {ratio:>8} {r.get('cpu_s_per_image', {}).get('total', float('nan')):>9.3f}")
     print(f"\n{'server':9} {'prec':5} {'RSS loaded GiB':>15} {'RSS end GiB':>12} {'PSS loaded':>11} {'PSS end':>8}")
     for m in memories:
         if "loaded" in m:
@@ -427,6 +468,7 @@ def main() -> int:
         parser.error(f"--sizes: only {sorted(SIZES)}")
 
     from clearcut import config
+    from clearcut.models.cpu import int8_kernels
     from clearcut.models.store import ModelStore
     from clearcut.pipeline.segment import resolve_models
 
@@ -435,7 +477,7 @@ def main() -> int:
     models = args.models.split(",")
     args.modes = args.modes.split(",")
     inputs = {size: make_inputs(size, args.images) for size in args.sizes}
-    conditions = {"cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg(), "quick": args.quick,
+    conditions = {"cpu_count": os.cpu_count(), "int8_kernels": int8_kernels(), "loadavg_start": os.getloadavg(), "quick": args.quick,
                   "requests": args.requests, "worker_concurrency": args.worker_concurrency, "poll_s": args.poll,
                   "inputs": {f"{s}mp": {"photos": len(v), "size": v[0][1]} for s, v in inputs.items()}}
     rows: list[dict] = []

@@ -67,7 +67,7 @@ def decode(data: bytes, *, max_megapixels: float) -> Decoded:
     try:
         image.seek(0)  # first frame of animations
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # without orientation the default copies 4 MP for nothing
         rgb, alpha = _to_rgb_alpha(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImage(f"the {source_format} data is truncated or corrupt ({exc}); "
@@ -95,4 +95,4 @@ def _to_rgb_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         if alpha.min() == 255:
             return np.ascontiguousarray(rgba[:, :, :3]), None
         return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(alpha)
-    return np.asarray(image.convert("RGB")), None
+    return np.asarray(image if mode == "RGB" else image.convert("RGB")), None
