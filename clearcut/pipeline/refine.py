@@ -56,7 +56,7 @@ def _fuse(mean_f: np.ndarray, mean_b: np.ndarray, image: np.ndarray, a: np.ndarr
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
+    return np.multiply(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.float32(1.0 / 255.0), dtype=np.float32)
 
 
 def _coefficients_grey(matte, guide_lo, radius, eps):
@@ -120,8 +120,9 @@ def guided_upsample(matte: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarra
         pix = guide_hi.astype(np.float32) * (1.0 / 255.0)
         alpha = cv2.transform(ab_hi[:, :, :3] * pix, np.ones((1, 3), np.float32)) + ab_hi[:, :, 3]
     else:
-        ab_hi = cv2.resize(np.dstack([a[:, :, 0], b]), (w, h), interpolation=cv2.INTER_LINEAR)
-        alpha = ab_hi[:, :, 0] * _grey(guide_hi) + ab_hi[:, :, 1]
+        alpha = cv2.resize(a[:, :, 0], (w, h), interpolation=cv2.INTER_LINEAR)  # each plane contiguous
+        alpha *= _grey(guide_hi)
+        alpha += cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.clip(alpha, 0.0, 1.0, out=alpha)
 
 
