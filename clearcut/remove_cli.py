@@ -102,6 +102,10 @@ def run(args) -> int:
         return 1
     from tqdm import tqdm
 
+    from clearcut.memory import retain_freed_memory
+
+    if len(jobs) > 1:  # a batch reuses each image's buffers for the next
+        retain_freed_memory()
     failures: list[tuple[Job, str]] = []
     with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool, \
             tqdm(total=len(jobs), unit="img", disable=len(jobs) < 2, file=sys.stderr) as bar:

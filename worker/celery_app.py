@@ -107,10 +107,14 @@ def create_celery(broker_url: str | None = None, *, environ: Mapping[str, str] |
 
 
 def _warm_models(**_kwargs) -> None:
-    """Load the default model(s) when a pool process starts, so the first job pays no load time."""
+    """Load the default model(s) when a pool process starts, so the first job pays no load time, and
+    keep freed image buffers for the next job (``clearcut.memory``)."""
     import logging
 
+    from clearcut.memory import retain_freed_memory
     from clearcut.models.session import get_session
+
+    retain_freed_memory()
     from clearcut.pipeline.segment import resolve_models
 
     try:
