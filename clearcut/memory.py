@@ -1,13 +1,19 @@
 """Keep freed image buffers in the process heap between images (glibc ``mallopt``).
 
-A 4 MP cutout allocates and frees a few hundred MB of numpy temporaries. With glibc's defaults most of
+A 4 MP cutout allocates and frees a few hundred MB of numpy temporaries. With glibc's defaults many of
 them are fresh ``mmap`` regions: every page is faulted in and zeroed by the kernel again for the next
 image, and returned to the OS when freed. Measured in one process, u2netp int8 at 4 MP, 8 photos x 2
-(benchmarks/throughput.py's inputs): 13,900 minor page faults per image, 460 ms wall and 621 ms CPU per
-image with the defaults; 2,300 faults, 386 ms and 539 ms with allocations below 256 MB served from the
-heap and up to 512 MB of free heap kept (peak RSS 761 -> 788 MiB). A worker's RSS therefore stays at
-its high-water mark plus at most ``CLEARCUT_MALLOC_RETAIN_MB`` of free heap, instead of rising and
-falling with every image: flat, and what a container memory limit must allow anyway.
+(benchmarks/throughput.py's inputs), two runs each:
+
+| CLEARCUT_MALLOC_RETAIN_MB | minor page faults per image | wall per image | CPU per image | peak RSS |
+|---|---|---|---|---|
+| 0 (glibc defaults) | 13,800-14,800 | 435-450 ms | 584-592 ms | 769 MiB |
+| 256 (default) | 3,200-3,500 | 392-400 ms | 534-549 ms | 787 MiB |
+| 512 | 700-2,300 | 360-401 ms | 509-551 ms | 788 MiB |
+
+The price is memory that is not handed back: a worker's RSS settles at its high-water mark plus at
+most this much free heap, instead of rising and falling with every image (in the throughput benchmark
+the API + one int8 worker went from 1.2 to 1.7 GiB over the run with 512, and stayed at 1.2 with 0).
 
 Only glibc has ``mallopt``; elsewhere (musl, macOS) this does nothing.
 """
