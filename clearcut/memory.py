@@ -8,12 +8,19 @@ image, and returned to the OS when freed. Measured in one process, u2netp int8 a
 | CLEARCUT_MALLOC_RETAIN_MB | minor page faults per image | wall per image | CPU per image | peak RSS |
 |---|---|---|---|---|
 | 0 (glibc defaults) | 13,800-14,800 | 435-450 ms | 584-592 ms | 769 MiB |
-| 256 (default) | 3,200-3,500 | 392-400 ms | 534-549 ms | 787 MiB |
-| 512 | 700-2,300 | 360-401 ms | 509-551 ms | 788 MiB |
+| 256 | 3,200-3,500 | 392-400 ms | 534-549 ms | 787 MiB |
+| 512 (default) | 700-2,300 | 360-401 ms | 509-551 ms | 788 MiB |
+
+In the whole service (benchmarks/throughput.py, int8, 4 MP, 16 requests per cell) 512 beat 256 in
+every 4 MP cell: one worker process, 4 clients, u2netp 2.89 vs 2.32 images/s and u2net 2.38 vs 2.14;
+two worker processes, u2net 3.18 vs 2.85 and ISNet 1.51 vs 1.42 (256 trims the heap after the larger
+images, whose temporaries then fault in again).
 
 The price is memory that is not handed back: a worker's RSS settles at its high-water mark plus at
-most this much free heap, instead of rising and falling with every image (in the throughput benchmark
-the API + one int8 worker went from 1.2 to 1.7 GiB over the run with 512, and stayed at 1.2 with 0).
+most this much free heap, instead of rising and falling with every image. Over those runs the API +
+one int8 worker went from 1.3 to 1.7 GiB with 512 (1.35 with 256; 1.2 flat with glibc's defaults in
+session 3), and with two worker processes from 2.3 to 3.0 GiB (2.3 with 256). rembg's server, for
+comparison, grew from 3.7 to 8.0 GiB in the same benchmark.
 
 Only glibc has ``mallopt``; elsewhere (musl, macOS) this does nothing.
 """
