@@ -39,10 +39,12 @@ def run_case(megapixels: float, fmt: str, model: str, repeat: int) -> dict:
     """Runs inside the child process."""
     import numpy as np
 
+    from clearcut.memory import retain_freed_memory
     from clearcut.models.session import get_session
     from clearcut.options import parse
     from clearcut.pipeline import process, segment
 
+    retain_freed_memory()  # as a worker process does (CLEARCUT_MALLOC_RETAIN_MB)
     data = make_input(megapixels)
     options = parse({"format": fmt, "model": model})
     process(data, options)  # warm-up: sessions created, caches filled
