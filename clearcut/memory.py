@@ -11,19 +11,12 @@ image, and returned to the OS when freed. Measured in one process, u2netp int8 a
 | 256 | 3,200-3,500 | 392-400 ms | 534-549 ms | 787 MiB |
 | 512 (default) | 700-2,300 | 360-401 ms | 509-551 ms | 788 MiB |
 
-In the whole service (benchmarks/throughput.py, int8, 4 MP, 16 requests per cell) 512 beat 256 in
-every 4 MP cell: one worker process, 4 clients, u2netp 2.89 vs 2.32 images/s and u2net 2.38 vs 2.14;
-two worker processes, u2net 3.18 vs 2.85 and ISNet 1.51 vs 1.42 (256 trims the heap after the larger
-images, whose temporaries then fault in again).
-
-The price is memory that is not handed back: a worker's RSS settles at its high-water mark plus at
-most this much free heap, instead of rising and falling with every image. Over those runs the API +
-one int8 worker went from 1.3 to 1.7 GiB with 512 (1.35 with 256; 1.2 flat with glibc's defaults in
-session 3), and with two worker processes from 2.3 to 3.0 GiB (2.3 with 256). rembg's server, for
-comparison, grew from 3.7 to 8.0 GiB in the same benchmark. A soak of 300 sequential requests (the 8
-photos at 4 MP and 8 at 1 MP, u2netp int8, API + worker RSS every 20 requests): with 512, 92-95 s and
-RSS 0.75 -> 1.11 GiB in the first 20 requests, then 1.11-1.12 GiB to the end; with 0, 114 s and RSS
-moving between 0.64 and 0.71 GiB.
+In the whole service (benchmarks/throughput.py, int8, 4 MP) 512 beat 256 in every cell (e.g. one
+worker, 4 clients, u2netp: 2.89 vs 2.32 images/s), probably because 256 trims the heap after the larger images, whose
+temporaries then fault in again. The price is memory not handed back: RSS settles at the high-water
+mark plus at most this much free heap instead of following each image (300 sequential 4 MP and 1 MP
+requests: API + worker 1.11-1.12 GiB after the first 20, against 0.64-0.71 GiB with 0, which took
+114 s instead of 92-95 s). More in docs/int8.md, "Session tuning".
 
 Only glibc has ``mallopt``; elsewhere (musl, macOS) this does nothing.
 """

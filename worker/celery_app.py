@@ -113,9 +113,9 @@ def _warm_models(**_kwargs) -> None:
 
     from clearcut.memory import retain_freed_memory
     from clearcut.models.session import get_session
+    from clearcut.pipeline.segment import resolve_models
 
     retain_freed_memory()
-    from clearcut.pipeline.segment import resolve_models
 
     try:
         names = [get_session(name).model.name for name in resolve_models(None)]
