@@ -12,8 +12,8 @@ image, and returned to the OS when freed. Measured in one process, u2netp int8 a
 | 512 (default) | 700-2,300 | 360-401 ms | 509-551 ms | 788 MiB |
 
 In the whole service (benchmarks/throughput.py, int8, 4 MP) 512 beat 256 in every cell (e.g. one
-worker, 4 clients, u2netp: 2.89 vs 2.32 images/s), probably because 256 trims the heap after the larger images, whose
-temporaries then fault in again. The price is memory not handed back: RSS settles at the high-water
+worker, 4 clients, u2netp: 2.89 vs 2.32 images/s), probably because 256 trims the heap after the
+larger images, whose temporaries then fault in again. The price is memory not handed back: RSS settles at the high-water
 mark plus at most this much free heap instead of following each image (300 sequential 4 MP and 1 MP
 requests: API + worker 1.11-1.12 GiB after the first 20, against 0.64-0.71 GiB with 0, which took
 114 s instead of 92-95 s). More in docs/int8.md, "Session tuning".
