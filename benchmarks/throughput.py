@@ -478,7 +478,8 @@ def main() -> int:
     args.modes = args.modes.split(",")
     inputs = {size: make_inputs(size, args.images) for size in args.sizes}
     conditions = {"cpu_count": os.cpu_count(), "int8_kernels": int8_kernels(), "loadavg_start": os.getloadavg(),
-                  "quick": args.quick, "requests": args.requests, "worker_concurrency": args.worker_concurrency, "poll_s": args.poll,
+                  "quick": args.quick, "requests": args.requests, "worker_concurrency": args.worker_concurrency,
+                  "poll_s": args.poll,
                   "inputs": {f"{s}mp": {"photos": len(v), "size": v[0][1]} for s, v in inputs.items()}}
     rows: list[dict] = []
     memories: list[dict] = []
