@@ -24,7 +24,7 @@ JPEG quality 90; requests cycle through ``--images`` of them. Every answer is ch
 window (status, decodes as an image with alpha at the input's size); failures are counted as errors.
 CPU: seconds of CPU time per successful image (``cpu_s_per_image``), per role of the server's process
 tree (worker, api, s3, broker; rembg is one process) and for this benchmark's own client threads, which
-share the machine with the server. On N cores, N / total is the most images/s the cell could reach
+share the machine with the server, counted over the timed window (not the checks after it). On N cores, N / total is the most images/s the cell could reach
 with perfect overlap, so it says whether a cell is bound by work or by waiting. The JSON's conditions
 record the CPU's int8 kernel family (``clearcut.models.cpu.int8_kernels``), because int8 speed depends
 on the CPU: ISNet's int8 speed-up was 3.2x with VNNI and 1.7x on AVX2 without it (docs/int8.md).
@@ -114,9 +114,10 @@ def check_image(data: bytes, size: tuple[int, int]) -> None:
 
 # ---------------------------------------------------------------- load generator
 
-def run_load(send, inputs, count: int, concurrency: int) -> dict:
+def run_load(send, inputs, count: int, concurrency: int, window_end=None) -> dict:
     """``count`` requests from ``concurrency`` threads. ``send(session, data, size)`` returns a check to run
-    after the timed window (so decoding answers does not take CPU from the server while it is measured)."""
+    after the timed window (so decoding answers does not take CPU from the server while it is measured).
+    ``window_end()``, if given, is called as the window closes, before the checks."""
     counter = itertools.count()
     latencies: list[float] = []
     checks: list = []
@@ -142,16 +143,20 @@ def run_load(send, inputs, count: int, concurrency: int) -> dict:
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - start
+    closed = window_end() if window_end else None
     for check in checks:
         try:
             check()
         except (Failure, requests.RequestException) as exc:
             errors.append(str(exc)[:300])
     ok = count - len(errors)
-    return {"requests": count, "concurrency": concurrency, "errors": len(errors), "error_samples": errors[:3],
+    row = {"requests": count, "concurrency": concurrency, "errors": len(errors), "error_samples": errors[:3],
             "wall_s": round(wall, 2), "images_per_s": round(ok / wall, 3),
             "p50_s": round(statistics.median(latencies), 3) if latencies else None,
             "p95_s": round(percentile(latencies, 95), 3) if latencies else None}
+    if window_end:
+        row["window_end"] = closed
+    return row
 
 
 def clearcut_sender(url: str, key: str, model: str, mode: str, poll_s: float, timings: list | None = None):
@@ -255,8 +260,8 @@ def cpu_per_image(before: dict[str, float], after: dict[str, float], images: int
 def measured_load(root: subprocess.Popen, send, inputs, count: int, concurrency: int) -> dict:
     """``run_load`` with the server tree's CPU seconds per image (``cpu_s_per_image``) added."""
     before = cpu_seconds(root)
-    row = run_load(send, inputs, count, concurrency)
-    row["cpu_s_per_image"] = cpu_per_image(before, cpu_seconds(root), count - row["errors"])
+    row = run_load(send, inputs, count, concurrency, window_end=lambda: cpu_seconds(root))
+    row["cpu_s_per_image"] = cpu_per_image(before, row.pop("window_end"), count - row["errors"])
     return row
 
 
