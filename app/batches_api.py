@@ -8,7 +8,8 @@ from app.errors import request_id
 from app.inputs import BadRequest, json_body
 from app.jobs_api import (dispatch, dispatch_deliveries, job_detail, page_args, parse_metadata, parse_priority,
                           parse_webhook_url, status_filter)
-from clearcut import batches, jobs
+from clearcut import jobs
+from clearcut.jobs import batches
 
 bp = Blueprint("batches_api", __name__)
 FIELDS = ("items", "options", "webhook_url", "metadata", "priority", "api_key")

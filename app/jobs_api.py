@@ -14,7 +14,8 @@ from app.auth import authenticate, presented_key
 from app.errors import request_id
 from app.inputs import BadRequest, json_body, parse_request
 from app.v2 import _failed, job_view, result_headers
-from clearcut import accounts, batches, config, idempotency, jobs, webhooks
+from clearcut import accounts, config, jobs, webhooks
+from clearcut.jobs import batches, idempotency
 from clearcut.db.models import Job, WebhookAttempt, WebhookDelivery, utcnow
 from clearcut.errors import ClearcutError
 
@@ -227,7 +228,8 @@ def parse_output(value, account_id: str) -> dict | None:
         raise ClearcutError(f"output.bucket {bucket!r} is not writable; results can only go to the "
                             f"{config.get('CLEARCUT_S3_BUCKET')!r} bucket", code="output_not_allowed", status=403)
     try:
-        prefix = batches.check_key(value["prefix"], account_id, "CLEARCUT_S3_OUTPUT_PREFIXES", "output_prefix")
+        prefix = batches.check_key(_ctx(), value["prefix"], account_id, "CLEARCUT_S3_OUTPUT_PREFIXES",
+                                   "output_prefix")
     except ClearcutError as exc:
         raise ClearcutError(exc.message, code="output_not_allowed" if exc.code.endswith("not_allowed")
                             else "invalid_output", status=403 if exc.code.endswith("not_allowed") else 400,

@@ -37,7 +37,7 @@ def start_stack(data_dir: Path, settings: dict | None = None, timeout: float = 1
     """A private ``clearcut dev`` stack on free ports: returns (process, base URL, demo key).
 
     The caller's CLEARCUT_* variables are dropped (but the model dir) and ``settings`` applied."""
-    from clearcut.services import SeaweedPorts, free_port
+    from clearcut.local.services import SeaweedPorts, free_port
 
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCUT_") or k == "CLEARCUT_MODEL_DIR"}

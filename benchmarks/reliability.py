@@ -47,8 +47,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clearcut.services import (LOCALHOST, SeaweedPorts, free_port, spawn, start_postgres,  # noqa: E402
-                               start_seaweedfs, start_valkey, stop_process_group, wait_until)
+from clearcut import config  # noqa: E402
+from clearcut.local.services import (LOCALHOST, SeaweedPorts, free_port, spawn, start_postgres,  # noqa: E402
+                                     start_seaweedfs, start_valkey, stop_process_group, wait_until)
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -123,7 +124,7 @@ class Stack:
             "CLEARCUT_DATABASE_URL": self.pg.url, "CLEARCUT_REDIS_URL": f"redis://{LOCALHOST}:{self.redis_port}/0",
             "CLEARCUT_BROKER_PREFIX": "rel:", **self.s3.settings,
             "CLEARCUT_DATA_DIR": str(self.dir / "data"),
-            "CLEARCUT_MODEL_DIR": os.environ.get("CLEARCUT_MODEL_DIR", str(ROOT / "var" / "models")),
+            "CLEARCUT_MODEL_DIR": str(config.get("CLEARCUT_MODEL_DIR")),
             "CLEARCUT_DEFAULT_MODEL": "u2netp", "CLEARCUT_LOG_FORMAT": "text",
             "CLEARCUT_URL_ALLOWLIST": "127.0.0.1", "CLEARCUT_RATE_LIMIT_PER_MINUTE": "0",
             "CLEARCUT_SWEEP_INTERVAL_S": str(self.args.sweep_s), "CLEARCUT_JOB_DEADLINE_S": str(self.args.deadline_s),
@@ -154,7 +155,7 @@ class Stack:
         stop_process_group(self.pg.process, sig=signal.SIGINT, timeout=20)   # keeps its data directory
 
     def start_pg_again(self) -> None:
-        from clearcut.services import _postgres_bin
+        from clearcut.local.services import _postgres_bin
 
         root, port = Path(self.pg.root), int(self.pg.url.rsplit(":", 1)[1].split("/")[0])
         user = "nobody" if os.geteuid() == 0 else None
@@ -481,7 +482,7 @@ def fault_dev_supervisor(args, workdir: Path) -> dict:
     s3_port = SeaweedPorts.free().s3
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCUT_")}
     env.update({"CLEARCUT_DEFAULT_MODEL": "u2netp", "CLEARCUT_LOG_FORMAT": "text",
-                "CLEARCUT_MODEL_DIR": os.environ.get("CLEARCUT_MODEL_DIR", str(ROOT / "var" / "models")),
+                "CLEARCUT_MODEL_DIR": str(config.get("CLEARCUT_MODEL_DIR")),
                 "CLEARCUT_SWEEP_INTERVAL_S": str(args.sweep_s), "CLEARCUT_JOB_DEADLINE_S": str(args.deadline_s),
                 "CLEARCUT_ORT_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     out = workdir / "dev.out"
@@ -667,9 +668,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="faults,load,soak,hostile")
     parser.add_argument("--jobs", type=int, default=8, help="jobs in flight per fault")
-    parser.add_argument("--clients", type=int, default=32, help="concurrent load clients (issue: 200)")
-    parser.add_argument("--load-s", type=float, default=60, help="load duration (issue: 120)")
-    parser.add_argument("--soak", type=int, default=400, help="sequential soak requests (issue: 5000)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent load clients (full scale: 200)")
+    parser.add_argument("--load-s", type=float, default=60, help="load duration (full scale: 120)")
+    parser.add_argument("--soak", type=int, default=400, help="sequential soak requests (full scale: 5000)")
     parser.add_argument("--s3-down", type=float, default=30)
     parser.add_argument("--sweep-s", type=float, default=5)
     parser.add_argument("--deadline-s", type=float, default=20)

@@ -316,7 +316,7 @@ def rembg_home(model_dir: Path, models: list[str]) -> tuple[Path, list[str]]:
 
 
 def start_rembg(venv: Path, home: Path, timeout: float = 180) -> tuple[subprocess.Popen, str]:
-    from clearcut.services import free_port
+    from clearcut.local.services import free_port
 
     port = free_port()
     dead = "http://127.0.0.1:9"   # nothing listens: a download attempt fails instead of fetching weights

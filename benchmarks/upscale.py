@@ -27,10 +27,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import quality as q  # noqa: E402
+from benchmarks import quality as q  # noqa: E402
 from clearcut.pipeline import refine, segment  # noqa: E402
 
 

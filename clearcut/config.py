@@ -63,10 +63,20 @@ def _port(value: str) -> int:
     return number
 
 
+def _cache_path(value: str) -> Path:
+    """A path where ``$XDG_CACHE_HOME`` is the per-user cache (``~/.cache`` when that is unset) and ``~``
+    is the home directory."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(value.replace("$XDG_CACHE_HOME", cache)).expanduser()
+
+
 SETTINGS: dict[str, Setting] = {
     s.env: s
     for s in [
-        Setting("CLEARCUT_MODEL_DIR", "./var/models", "Where verified model files are cached.", Path),
+        Setting("CLEARCUT_MODEL_DIR", "$XDG_CACHE_HOME/clearcut/models",
+                "Where verified model files are cached: the per-user cache (`~/.cache/clearcut/models` when "
+                "`XDG_CACHE_HOME` is unset), shared by the CLI, `clearcut dev` and the tests. The images set "
+                "their own.", _cache_path),
         Setting("CLEARCUT_DEFAULT_MODEL", "quality",
                 "Model used when a request names none: a preset (`quality`: ISNet and U2-Net combined; "
                 "`fast`: ISNet alone) or a model name from `clearcut models list`."),
@@ -139,7 +149,7 @@ SETTINGS: dict[str, Setting] = {
                 "derived from it (2x).", _positive_int),
         Setting("CLEARCUT_HEALTH_TIMEOUT", "1.0",
                 "Seconds each health check (database, broker, storage, worker ping) may take.", _positive_float),
-        # Async jobs, batches and webhooks (clearcut.jobs / batches / webhooks / sweeper)
+        # Async jobs, batches and webhooks (clearcut.jobs, clearcut.webhooks)
         Setting("CLEARCUT_PUBLIC_URL", "http://127.0.0.1:8080",
                 "Base URL of the API as callers reach it (used for links in webhook payloads)."),
         Setting("CLEARCUT_ASYNC_QUEUE", "cpu",

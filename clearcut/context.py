@@ -1,7 +1,10 @@
-"""The handles a domain operation needs (database sessions and object storage), built once per process.
+"""What a domain operation needs (database sessions, object storage and settings), built once per process.
 
 Flask and Celery each build one ``Context`` at start-up and pass it down; domain functions never reach
-for globals, so tests can point them at any database or bucket.
+for globals, so tests can point them at any database or bucket. Domain code reads its
+settings through ``ctx.setting(name)``: from ``environ`` when the context holds one, else from the
+process environment at the time of the call (``from_env`` leaves it unset, so a changed variable
+takes effect without a rebuild).
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from clearcut import config
 from clearcut.storage import Storage
 
 
@@ -18,6 +22,11 @@ class Context:
     db: sessionmaker[Session]
     storage: Storage
     database_url: str
+    environ: Mapping[str, str] | None = None
+
+    def setting(self, env: str):
+        """The parsed value of the declared setting ``env`` (``clearcut.config.SETTINGS``)."""
+        return config.get(env, self.environ)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Context":

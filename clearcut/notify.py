@@ -5,9 +5,7 @@ list; ``POST /v2`` (and the compat routes) block on that list with BLPOP between
 The SQL row stays the source of truth: the list is only a wake-up. A lost or late wake-up costs at
 most one ``WAIT_SLICE_S`` (the waiter re-reads the row after every slice), an item nobody waits for
 (async jobs) expires after ``KEEP_S``, and a duplicate from an at-least-once redelivery makes a waiter
-re-read a row that is already terminal. Measured on a 1 MP JPEG with u2netp (three runs each): the time
-the API adds over the bare pipeline at p50 went from 51-146 ms with the database poll's back-off
-(10 -> 100 ms steps) to 31-45 ms (README, API latency).
+re-read a row that is already terminal. Figures: docs/benchmarks.md, "API latency".
 """
 from __future__ import annotations
 

@@ -99,11 +99,14 @@ def signature_headers(secrets_: list[str], msg_id: str, body: bytes, timestamp: 
 
 # --- secrets --------------------------------------------------------------------------------------
 
-def rotate_secret(session: Session, account_id: str, *, now: datetime | None = None) -> str:
-    """Create a new current secret; the previous one keeps signing for the overlap window. Returns it
-    (the only time it is shown)."""
+def rotate_secret(session: Session, account_id: str, *, now: datetime | None = None,
+                  overlap_h: float | None = None) -> str:
+    """Create a new current secret; the previous one keeps signing for ``overlap_h`` hours
+    (CLEARCUT_WEBHOOK_SECRET_OVERLAP_H unless given). Returns it (the only time it is shown)."""
     now = now or utcnow()
-    overlap = timedelta(hours=config.get("CLEARCUT_WEBHOOK_SECRET_OVERLAP_H"))
+    if overlap_h is None:
+        overlap_h = config.get("CLEARCUT_WEBHOOK_SECRET_OVERLAP_H")
+    overlap = timedelta(hours=overlap_h)
     for old in session.scalars(select(WebhookSecret).where(WebhookSecret.account_id == account_id)):
         if old.expires_at is None or _aware(old.expires_at) > now + overlap:
             old.expires_at = now + overlap
@@ -146,18 +149,19 @@ def validate_url(url) -> str:
     return url.strip()
 
 
-def public_url(path: str) -> str:
-    return config.get("CLEARCUT_PUBLIC_URL").rstrip("/") + path
+def public_url(base: str, path: str) -> str:
+    """``path`` under the service's public base URL (CLEARCUT_PUBLIC_URL)."""
+    return base.rstrip("/") + path
 
 
-def job_payload(job) -> dict:
-    """Thin job data: ids, status, URLs, metadata — never image bytes."""
+def job_payload(job, base: str) -> dict:
+    """Thin job data: ids, status, URLs (under ``base``), metadata — never image bytes."""
     data = {"id": job.id, "object": "job", "status": job.status, "batch_id": job.batch_id,
             "external_id": job.external_id, "metadata": job.meta, "attempts": job.attempts,
-            "status_url": public_url(f"/v2/jobs/{job.id}")}
+            "status_url": public_url(base, f"/v2/jobs/{job.id}")}
     if job.status == "succeeded":
         meta = job.result or {}
-        data.update(result_url=public_url(f"/v2/jobs/{job.id}/result"), content_type=job.content_type,
+        data.update(result_url=public_url(base, f"/v2/jobs/{job.id}/result"), content_type=job.content_type,
                     width=meta.get("width"), height=meta.get("height"), cache_hit=job.cache_hit)
     if job.status == "failed":
         data["error"] = {"code": job.error_code, "message": job.error_message}
@@ -193,8 +197,10 @@ def _endpoint(session: Session, account_id: str, url: str) -> WebhookEndpoint:
 
 # --- delivery -------------------------------------------------------------------------------------
 
-def schedule() -> list[float]:
-    raw = config.get("CLEARCUT_WEBHOOK_BACKOFF_S")
+def schedule(raw: str | None = None) -> list[float]:
+    """Seconds before each retry, from ``raw`` (CLEARCUT_WEBHOOK_BACKOFF_S unless given)."""
+    if raw is None:
+        raw = config.get("CLEARCUT_WEBHOOK_BACKOFF_S")
     try:
         delays = [float(x) for x in raw.split(",") if x.strip()]
     except ValueError:
@@ -202,8 +208,7 @@ def schedule() -> list[float]:
     return delays or [0.0]
 
 
-def _jittered(delay: float) -> float:
-    jitter = config.get("CLEARCUT_WEBHOOK_JITTER")
+def _jittered(delay: float, jitter: float) -> float:
     return max(0.0, delay * (1 + random.uniform(-jitter, jitter)))
 
 
@@ -234,7 +239,7 @@ def due(ctx: Context, *, job_id: str | None = None, batch_id: str | None = None,
 
 
 def _claim(ctx: Context, delivery_id: str, now: datetime) -> WebhookDelivery | None:
-    lock = now + timedelta(seconds=3 * config.get("CLEARCUT_WEBHOOK_TIMEOUT_S") + 30)
+    lock = now + timedelta(seconds=3 * ctx.setting("CLEARCUT_WEBHOOK_TIMEOUT_S") + 30)
     with ctx.db.begin() as session:
         claimed = session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id, or_(
             (WebhookDelivery.status == "pending") & (WebhookDelivery.next_attempt_at <= now),
@@ -260,13 +265,14 @@ def deliver(ctx: Context, delivery_id: str) -> tuple[str, float | None]:
         error = "the account has no webhook secret; create one with POST /v2/webhooks/secret/rotate"
     else:
         try:
-            code, excerpt, retry_after_raw = post(delivery.url, body, signature_headers(keys, delivery.id, body))
+            code, excerpt, retry_after_raw = post(delivery.url, body, signature_headers(keys, delivery.id, body),
+                                                  timeout=ctx.setting("CLEARCUT_WEBHOOK_TIMEOUT_S"))
             retry_after = _retry_after(retry_after_raw, utcnow())
         except ClearcutError as exc:
             error = f"{exc.code}: {exc.message}"
     duration = (time.perf_counter() - started) * 1000
     finished = utcnow()
-    delays = schedule()
+    delays = schedule(ctx.setting("CLEARCUT_WEBHOOK_BACKOFF_S"))
     next_delay = None
     if code is not None and 200 <= code < 300:
         status = "succeeded"
@@ -275,7 +281,7 @@ def deliver(ctx: Context, delivery_id: str) -> tuple[str, float | None]:
         error = "the endpoint answered 410 Gone; it is disabled until a delivery to it is resent"
     elif delivery.attempts < len(delays) and keys:
         status = "pending"
-        next_delay = _jittered(delays[delivery.attempts])
+        next_delay = _jittered(delays[delivery.attempts], ctx.setting("CLEARCUT_WEBHOOK_JITTER"))
         if retry_after is not None:
             next_delay = max(next_delay, retry_after)
         if code is not None and 300 <= code < 400:
@@ -296,13 +302,15 @@ def deliver(ctx: Context, delivery_id: str) -> tuple[str, float | None]:
     return status, next_delay
 
 
-def post(url: str, body: bytes, headers: dict) -> tuple[int, str, str | None]:
-    """POST through the SSRF guard without following redirects; (status, body excerpt, Retry-After)."""
+def post(url: str, body: bytes, headers: dict, *, timeout: float | None = None) -> tuple[int, str, str | None]:
+    """POST through the SSRF guard without following redirects; (status, body excerpt, Retry-After).
+    ``timeout``: seconds, CLEARCUT_WEBHOOK_TIMEOUT_S unless given."""
     import urllib3
 
     from clearcut import netguard
 
-    timeout = config.get("CLEARCUT_WEBHOOK_TIMEOUT_S")
+    if timeout is None:
+        timeout = config.get("CLEARCUT_WEBHOOK_TIMEOUT_S")
     pool, path, host_header = netguard.pinned_pool(url, timeout)
     try:
         response = pool.urlopen("POST", path, body=body, redirect=False, preload_content=False, headers={

@@ -43,7 +43,7 @@ def scene_png(width=96, height=64, radius=20, shift=0) -> bytes:
 @contextmanager
 def worker(service_env: dict, log_dir, *, queues=f"cpu,batch,webhooks,{ASYNC_QUEUE}", concurrency=1, extra=None):
     """A ``celery worker`` subprocess (own process group) on ``service_env``; yields (process, celery app)."""
-    from clearcut.services import spawn, stop_process_group, wait_until
+    from clearcut.local.services import spawn, stop_process_group, wait_until
     from worker.celery_app import create_celery
 
     node = f"async-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"

@@ -6,17 +6,19 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.service_fixtures"] if (Path(__file__).parent / "service_fixtures.py").exists() else []
+from clearcut import config
+
+pytest_plugins = ["tests.service_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 EVAL_DEV = SHARED / "eval" / "dev"
-MODEL_DIR = Path(os.environ.get("CLEARCUT_MODEL_DIR", ROOT / "var" / "models")).resolve()
+MODEL_DIR = config.get("CLEARCUT_MODEL_DIR").resolve()  # the per-user cache unless CLEARCUT_MODEL_DIR is set
 
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    """The project's model cache, with u2netp fetched and verified (tests use the small model)."""
+    """The model cache (the one the CLI uses), with u2netp fetched and verified (tests use the small model)."""
     from clearcut.models.store import ModelStore
 
     ModelStore(MODEL_DIR).fetch("u2netp")

@@ -52,7 +52,7 @@ def redis_url():
         # broker prefix (service_env) and by per-key rate-limit counters.
         yield local
         return
-    from clearcut.services import start_valkey
+    from clearcut.local.services import start_valkey
 
     with start_valkey() as valkey:
         yield valkey.url
@@ -101,7 +101,7 @@ def postgres_url():
         # A database of this session's own, so concurrent sessions' schema resets never collide.
         yield from _private_database(local)
         return
-    from clearcut.services import start_postgres
+    from clearcut.local.services import start_postgres
 
     with start_postgres() as postgres:
         yield postgres.url
@@ -123,13 +123,13 @@ class S3Fixture:
     endpoint: str
     settings: dict          # CLEARCUT_S3_* values for this instance
     storage: object         # clearcut.storage.S3Storage on the bucket
-    service: object         # clearcut.services.SeaweedFS
+    service: object         # clearcut.local.services.SeaweedFS
 
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
     """SeaweedFS started for this session on free ports, with its own random credentials."""
-    from clearcut.services import SeaweedPorts, start_seaweedfs
+    from clearcut.local.services import SeaweedPorts, start_seaweedfs
 
     service = start_seaweedfs(tmp_path_factory.mktemp("s3"), ports=SeaweedPorts.free(),
                               bucket="clearcut-test", access_key=f"test-{SESSION_ID}",
@@ -165,7 +165,7 @@ def celery_worker(service_env, tmp_path_factory):
     """
     import socket
 
-    from clearcut.services import spawn, stop_process_group, wait_until
+    from clearcut.local.services import spawn, stop_process_group, wait_until
     from worker.celery_app import create_celery
 
     node = f"test-{SESSION_ID}@{socket.gethostname()}"

@@ -13,7 +13,7 @@ from clearcut.models import batching
 from clearcut.models.registry import spec
 from clearcut.models.session import SegmentationSession, available_cpus, default_threads, preprocess
 from clearcut.models.store import ModelStore
-from clearcut.services import free_port
+from clearcut.local.services import free_port
 from tests import async_support as support
 from tests.async_support import env  # noqa: F401 - shared module fixture
 

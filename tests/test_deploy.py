@@ -311,7 +311,7 @@ def test_every_reference_resolves(rendered):
     for auth in auths.values():
         for ref in auth["spec"]["secretTargetRef"]:
             assert ref["key"] in keys(secrets[ref["name"]])
-    from worker.celery_app import QUEUES
+    from worker.queues import QUEUES
 
     for scaled in by_kind(docs, "ScaledObject").values():
         assert scaled["spec"]["scaleTargetRef"]["name"] in deployments

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from clearcut.services import SeaweedPorts, free_port
+from clearcut.local.services import SeaweedPorts, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
-from clearcut.services import free_port
+from clearcut.local.services import free_port
 
 pytestmark = pytest.mark.timeout(180)
 

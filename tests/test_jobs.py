@@ -126,7 +126,7 @@ def test_other_accounts_jobs_are_not_found(ctx, account_key):
 def test_retention_deletes_expired_objects_and_keeps_history(ctx, account_key):
     from datetime import timedelta
 
-    from clearcut import retention
+    from clearcut.jobs import retention
     from clearcut.db.models import utcnow
 
     account, key, _ = account_key

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clearcut import accounts
 from clearcut.db import sessionmaker_for, upgrade
-from clearcut.services import free_port, spawn, stop_process_group, wait_until
+from clearcut.local.services import free_port, spawn, stop_process_group, wait_until
 from tests.conftest import ROOT, encode_image, synthetic_scene
 
 SCENE, _ = synthetic_scene(200, 160, radius=40)

@@ -5,7 +5,7 @@ import pytest
 import requests
 
 from clearcut.errors import ClearcutError
-from clearcut.services import free_port, start_valkey
+from clearcut.local.services import free_port, start_valkey
 from clearcut.storage import LocalStorage, ObjectNotFound, S3Storage, StorageError
 
 pytestmark = pytest.mark.timeout(120)

@@ -21,7 +21,7 @@ from clearcut.context import Context
 from clearcut.db import sessionmaker_for, upgrade
 from clearcut.db.models import Job
 from clearcut.options import parse
-from clearcut.services import spawn, stop_process_group, wait_until
+from clearcut.local.services import spawn, stop_process_group, wait_until
 from tests.conftest import ROOT, encode_image, synthetic_scene
 
 SCENE, MASK = synthetic_scene(2400, 1800, radius=600)

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, text
 
-from clearcut import accounts, batches, idempotency, jobs, sweeper, webhooks
+from clearcut import accounts, jobs, webhooks
+from clearcut.jobs import batches, idempotency, sweeper
 from clearcut.context import Context
 from clearcut.db import sessionmaker_for, upgrade
 from clearcut.db.models import Batch, IdempotencyKey, Job, Usage, WebhookDelivery, utcnow

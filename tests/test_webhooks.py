@@ -183,7 +183,7 @@ def test_ssrf_guard_applies_to_webhooks(stack, account, env):
 
 def test_cli_rotation_overlap_signs_with_both_secrets(stack, account, receiver, env):
     client, (key, old) = stack[0].test_client(), account
-    out = subprocess.run([sys.executable, "-c", "import sys; from clearcut.cli import main; sys.exit(main())",
+    out = subprocess.run([sys.executable, "-c", "import sys; from clearcut.cli.main import main; sys.exit(main())",
                           "webhooks", "rotate-secret", "--account", "webhook-tests"],
                          capture_output=True, text=True, timeout=60, env={**os.environ, **env})
     assert out.returncode == 0, out.stderr
@@ -196,7 +196,7 @@ def test_cli_rotation_overlap_signs_with_both_secrets(stack, account, receiver, 
     assert len(headers["webhook-signature"].split(" ")) == 2
     assert webhooks.verify(new, headers, body) and webhooks.verify(old, headers, body)
     assert independent_verify(new, headers, body) and independent_verify(old, headers, body)
-    bad = subprocess.run([sys.executable, "-c", "import sys; from clearcut.cli import main; sys.exit(main())",
+    bad = subprocess.run([sys.executable, "-c", "import sys; from clearcut.cli.main import main; sys.exit(main())",
                           "webhooks", "rotate-secret", "--account", "no-such-account"],
                          capture_output=True, text=True, timeout=60, env={**os.environ, **env})
     assert bad.returncode == 2 and "account_not_found" in bad.stderr

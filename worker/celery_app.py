@@ -7,7 +7,7 @@
 * Declared queues: ``cpu`` (the default, interactive requests), ``gpu`` (GPU workers run with
   ``-Q gpu``), ``batch`` (batch items and async jobs, so a large batch never sits in front of
   interactive requests: a worker consuming ``cpu,batch`` alternates between them) and ``webhooks``
-  (deliveries). CPU workers consume ``cpu,batch,webhooks`` (see ``WORKER_QUEUES``).
+  (deliveries). CPU workers consume ``cpu,batch,webhooks`` (see ``worker.queues.WORKER_QUEUES``).
 
 * Pool: prefork (one model session per process) unless CLEARCUT_INFERENCE_BATCH_SIZE > 1; then the
   ``threads`` pool, so the jobs a GPU worker runs at once share one session per model and its
@@ -27,12 +27,7 @@ from celery import Celery
 from kombu import Queue
 
 from clearcut import config
-
-QUEUES = ("cpu", "gpu", "batch", "webhooks")
-WORKER_QUEUES = "cpu,batch,webhooks"  # what a CPU worker consumes (dev, compose, Kubernetes)
-DEFAULT_QUEUE = "cpu"
-BATCH_QUEUE = "batch"
-WEBHOOK_QUEUE = "webhooks"
+from worker.queues import DEFAULT_QUEUE, QUEUES
 
 _control_registered = False
 

@@ -94,7 +94,7 @@ class QueueDepthCollector:
         self.url = redis_url(env)
         self.prefix = config.get("CLEARCUT_BROKER_PREFIX", env)
         if queues is None:
-            from worker.celery_app import QUEUES
+            from worker.queues import QUEUES
 
             queues = QUEUES
         self.queues = tuple(queues)

@@ -19,7 +19,7 @@ def register(app: Celery) -> None:
 
     @app.task(name="clearcut.retention")
     def retention() -> int:
-        from clearcut import retention as policy
+        from clearcut.jobs import retention as policy
         from worker.context import context
 
         return policy.sweep(context())
@@ -64,7 +64,7 @@ def register(app: Celery) -> None:
 
     @app.task(name="clearcut.sweep")
     def sweep() -> dict:
-        from clearcut import sweeper
+        from clearcut.jobs import sweeper
         from worker.context import context
         from worker.webhooks import queue_depth, send_deliveries, send_jobs
 

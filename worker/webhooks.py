@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-WEBHOOK_QUEUE = "webhooks"
+from worker.queues import WEBHOOK_QUEUE
+
 # Retries due sooner than this are scheduled with a countdown; later ones wait for the sweeper (a long
 # ETA would outlive the broker's visibility timeout and be redelivered early).
 COUNTDOWN_LIMIT_S = 60.0

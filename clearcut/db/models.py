@@ -91,7 +91,7 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     deadline_at: Mapped[datetime | None]
-    # Async jobs and batches (issue 4)
+    # Async jobs and batches
     batch_id: Mapped[str | None] = mapped_column(
         ForeignKey("batches.id", ondelete="SET NULL", name="fk_jobs_batch_id_batches"), index=True)
     external_id: Mapped[str | None] = mapped_column(String(200))   # the catalog's SKU, echoed back

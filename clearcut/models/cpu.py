@@ -6,7 +6,7 @@ adds each pair of products into a saturating 16-bit lane, so large activations t
 clipped; VNNI and AMX accumulate in 32 bits, as ARM's dot-product kernels do. Measured on eval/dev (100
 images, plain output, int8 minus float) with the same u2netp-int8 file: +0.0009 mIoU / -0.0013 boundary
 F on a Zen 4 with AVX-512 VNNI, -0.0106 / -0.0189 on an AVX2-only EPYC (docs/int8.md). So a quality
-check only counts on CPUs of the kernel family it was measured on (``quantize.check_applies``).
+check only counts on CPUs of the kernel family it was measured on (``check_applies``).
 """
 from __future__ import annotations
 
@@ -43,3 +43,10 @@ def int8_kernels(flags: frozenset[str] | set[str] | None = None, machine: str | 
     if "avx2" in flags or "avx512bw" in flags:
         return "u8s8-saturating"
     return "x86-sse"
+
+
+def check_applies(check: dict, kernels: str | None = None) -> bool:
+    """Whether a variant's quality check lets ``auto`` use it here: it passed, and it was measured on a
+    CPU whose int8 kernels are this one's (a check without that record, from an older build, does not
+    count: rebuild or re-measure)."""
+    return bool(check.get("passed")) and check.get("int8_kernels") == (kernels or int8_kernels())

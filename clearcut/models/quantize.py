@@ -33,8 +33,10 @@ import numpy as np
 from clearcut import config
 from clearcut.errors import ModelError
 from clearcut.models import cpu
+from clearcut.models.cpu import check_applies  # noqa: F401 (quantize.check_applies)
+from clearcut.models.registry import INT8_SUFFIX, base_name, int8_name  # noqa: F401 (quantize.INT8_SUFFIX)
+from clearcut.models.store import read_recipe, recipe_path, write_recipe  # noqa: F401 (quantize.read_recipe)
 
-INT8_SUFFIX = "-int8"
 RECIPE_VERSION = 2
 
 # Calibration photos shipped inside the scikit-image wheel (`skimage.data`), fetched with pip at build
@@ -64,14 +66,6 @@ AGREEMENT_FLOOR = 0.95  # mean IoU of (int8 >= 0.5) vs (float >= 0.5) on the che
 # The target on a labelled set (benchmarks/quality.py --int8-check): int8 minus float, plain model output.
 MIOU_TOLERANCE = 0.005
 BF_TOLERANCE = 0.01
-
-
-def int8_name(name: str) -> str:
-    return name if name.endswith(INT8_SUFFIX) else name + INT8_SUFFIX
-
-
-def base_name(name: str) -> str:
-    return name[: -len(INT8_SUFFIX)] if name.endswith(INT8_SUFFIX) else name
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -136,8 +130,7 @@ class CalibrationSet:
     views_per_image: int
 
     def inputs(self, model) -> list[np.ndarray]:
-        from clearcut.models.session import preprocess
-        from clearcut.pipeline.segment import make_square
+        from clearcut.models.session import make_square, preprocess
 
         out = []
         for path in self.images:
@@ -513,8 +506,7 @@ def agreement_check(model_spec, float_path: Path, int8_path: Path, images: list[
     """IoU of the int8 and float masks (threshold 0.5) on held-out images, each in 2 views."""
     import onnxruntime as ort
 
-    from clearcut.models.session import preprocess
-    from clearcut.pipeline.segment import make_square
+    from clearcut.models.session import make_square, preprocess
 
     if not images:
         return {"passed": False, "reason": "custom calibration set: no held-out check images"}
@@ -577,7 +569,7 @@ def _dev100(fp32: tuple[float, float], int8: tuple[float, float]) -> dict:
 
 
 RECORDED_CHECKS = {
-    "c9a353c1dbccf5c9007aa4dfa6fecd83b12f28b7794d1f740aeb47382536a75c": {  # u2net-int8, recipe of session 3
+    "c9a353c1dbccf5c9007aa4dfa6fecd83b12f28b7794d1f740aeb47382536a75c": {  # u2net-int8 (the recipe in RECIPES)
         "vnni": _dev100((0.7463, 0.7384), (0.7444, 0.7392)),
         "u8s8-saturating": _dev100((0.7463, 0.7384), (0.7170, 0.7023))},
     "d0009fdc674259b46a4061bdfea352a9b3dd82797c2a7da00684fc366867feec": {  # isnet-general-int8
@@ -606,29 +598,4 @@ def recorded_check(digest: str, agreement: dict, kernels: str | None = None) -> 
                           source="recorded for this file's sha256 (quantize.RECORDED_CHECKS)")
 
 
-def check_applies(check: dict, kernels: str | None = None) -> bool:
-    """Whether a variant's quality check lets ``auto`` use it here: it passed, and it was measured on a
-    CPU whose int8 kernels are this one's (a check without that record, from an older build, does not
-    count: rebuild or re-measure)."""
-    return bool(check.get("passed")) and check.get("int8_kernels") == (kernels or cpu.int8_kernels())
 
-
-# ---------------------------------------------------------------- recipe
-
-def recipe_path(store, name: str) -> Path:
-    return store.directory / f"{int8_name(name)}.json"
-
-
-def write_recipe(store, recipe: dict) -> Path:
-    path = recipe_path(store, recipe["name"])
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(recipe, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-    return path
-
-
-def read_recipe(store, name: str) -> dict | None:
-    path = recipe_path(store, name)
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())

@@ -100,6 +100,14 @@ def all_specs() -> dict[str, ModelSpec]:
 INT8_SUFFIX = "-int8"
 
 
+def int8_name(name: str) -> str:
+    return name if name.endswith(INT8_SUFFIX) else name + INT8_SUFFIX
+
+
+def base_name(name: str) -> str:
+    return name[: -len(INT8_SUFFIX)] if name.endswith(INT8_SUFFIX) else name
+
+
 def int8_spec(base: ModelSpec) -> ModelSpec:
     """The calibrated int8 variant of ``base``, built locally by ``clearcut models quantize``. Its sha256
     is recorded in the recipe beside the file (it depends on the ONNX Runtime version), so it is empty
@@ -110,7 +118,7 @@ def int8_spec(base: ModelSpec) -> ModelSpec:
 
 def spec(name: str) -> ModelSpec:
     specs = all_specs()
-    base = name[: -len(INT8_SUFFIX)] if name.endswith(INT8_SUFFIX) else None
+    base = base_name(name) if name.endswith(INT8_SUFFIX) else None
     if base in specs and name not in specs:
         return int8_spec(specs[base])
     if name not in specs:

@@ -12,10 +12,11 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from clearcut import config
 from clearcut.errors import ModelError
-from clearcut.models.registry import NORMALISATIONS, ModelSpec, spec
+from clearcut.models.registry import INT8_SUFFIX, NORMALISATIONS, ModelSpec, int8_name, spec
 from clearcut.models.store import ModelStore
 
 CPU = "CPUExecutionProvider"
@@ -119,6 +120,13 @@ def provider_options(providers: list[str], profile: dict[str, str] | None = None
     return out
 
 
+def make_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The network input: the image stretched to ``size`` x ``size`` (antialiased bilinear)."""
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
+
+
 def preprocess(model: ModelSpec, square: np.ndarray) -> np.ndarray:
     """An RGB uint8 square (the network's input size) -> the normalised NCHW float32 batch of one."""
     norm = NORMALISATIONS[model.normalisation]
@@ -205,7 +213,7 @@ class SegmentationSession:
     def predict(self, proxy: np.ndarray) -> np.ndarray:
         """Foreground probability (float32, 0..1) for an RGB uint8 image of longer side ``size``.
 
-        The pipeline hands in the image already stretched to the square input (``segment.make_square``);
+        The pipeline hands in the image already stretched to the square input (``make_square``);
         a non-square input is padded by edge replication to the square and the padding cut off again.
         """
         h, w = proxy.shape[:2]
@@ -235,25 +243,23 @@ def resolve_precision(name: str, store: ModelStore, *, precision: str | None = N
     quality check passed (GPU providers keep float: int8 QDQ gains nothing there without TensorRT
     calibration); ``fp32``: always the float file; ``int8``: the int8 variant, or an error saying how to
     build it. A name that already ends in ``-int8`` is taken as asked."""
-    from clearcut.models import quantize
-
-    if name.endswith(quantize.INT8_SUFFIX):
+    if name.endswith(INT8_SUFFIX):
         return name
     precision = precision or config.get("CLEARCUT_MODEL_PRECISION")
     if precision == "fp32" or spec(name).source.startswith("quantize:"):
         return name
     if precision == "int8":
         if not store.has_int8(name, checked=False):
-            raise ModelError(f"CLEARCUT_MODEL_PRECISION=int8 but {quantize.int8_name(name)!r} is not built in "
+            raise ModelError(f"CLEARCUT_MODEL_PRECISION=int8 but {int8_name(name)!r} is not built in "
                              f"{store.directory}; run `clearcut models quantize {name}` (or set it to auto)",
                              code="model_unavailable")
-        return quantize.int8_name(name)
+        return int8_name(name)
     if provider is None:
         try:
             provider = select_providers()[0]
         except ProviderUnavailable:
             provider = CPU
-    return quantize.int8_name(name) if provider == CPU and store.has_int8(name) else name
+    return int8_name(name) if provider == CPU and store.has_int8(name) else name
 
 
 def get_session(name: str, store: ModelStore | None = None) -> SegmentationSession:

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 from clearcut import config
 from clearcut.errors import ChecksumMismatch, ModelError
 from clearcut.models import sources
-from clearcut.models.registry import ModelSpec, all_specs, spec
+from clearcut.models.cpu import check_applies
+from clearcut.models.registry import ModelSpec, all_specs, int8_name, spec
 
 
 def sha256_of(path: Path) -> str:
@@ -67,19 +69,15 @@ class ModelStore:
 
     def recipe(self, name: str) -> dict | None:
         """The recorded recipe of an int8 variant (None when it has not been built)."""
-        from clearcut.models import quantize
-
-        return quantize.read_recipe(self, name)
+        return read_recipe(self, name)
 
     def has_int8(self, name: str, *, checked: bool = True) -> bool:
         """Whether ``NAME-int8`` is built here (and, with ``checked``, its recorded quality check passed on
-        a CPU with this one's int8 kernels: ``quantize.check_applies``)."""
-        from clearcut.models import quantize
-
-        recipe = self.recipe(quantize.int8_name(name))
+        a CPU with this one's int8 kernels: ``check_applies``)."""
+        recipe = self.recipe(int8_name(name))
         if recipe is None or not (self.directory / recipe["file"]).exists():
             return False
-        return quantize.check_applies(recipe.get("quality_check", {})) if checked else True
+        return check_applies(recipe.get("quality_check", {})) if checked else True
 
     def _int8_path(self, model: ModelSpec, path: Path) -> Path:
         base = model.source.split(":", 1)[1]
@@ -104,8 +102,6 @@ class ModelStore:
         _verified.add((str(path), expected))
 
     def describe(self) -> list[dict]:
-        from clearcut.models import quantize
-
         rows = []
         for model in all_specs().values():
             path = self.path_for(model)
@@ -127,9 +123,30 @@ class ModelStore:
                     "normalisation": int8.normalisation,
                     "quality_check_passed": bool(check.get("passed")),
                     "quality_check_int8_kernels": check.get("int8_kernels"),
-                    "used_by_auto_here": quantize.check_applies(check),
+                    "used_by_auto_here": check_applies(check),
                 })
         return rows
 
 
 _verified: set[tuple[str, str]] = set()
+
+
+# ---------------------------------------------------------------- int8 recipes (``quantize.build``)
+
+def recipe_path(store, name: str) -> Path:
+    return store.directory / f"{int8_name(name)}.json"
+
+
+def write_recipe(store, recipe: dict) -> Path:
+    path = recipe_path(store, recipe["name"])
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(recipe, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def read_recipe(store, name: str) -> dict | None:
+    path = recipe_path(store, name)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())

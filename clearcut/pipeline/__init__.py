@@ -23,7 +23,7 @@ from clearcut.pipeline.encode import CONTENT_TYPES, encode
 # Part of every stored result's key (clearcut.jobs.result_key): bump it whenever a change alters output
 # pixels for the same image, options and model files (fusion rule, refinement, encoder settings), so a
 # deploy never serves a cutout made by the previous algorithm from the result cache.
-# 2: U2-Net no longer averaged on ISNet's thin structures (benchmarks/QUALITY.md, section 9).
+# 2: U2-Net has no say on ISNet's thin structures (benchmarks/QUALITY.md, section 9).
 REVISION = 2
 
 

@@ -14,7 +14,6 @@ from datetime import timedelta, timezone
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from clearcut import config
 from clearcut.context import Context
 from clearcut.db.models import IdempotencyKey, utcnow
 from clearcut.errors import ClearcutError
@@ -44,7 +43,7 @@ def validate(key: str) -> str:
 def begin(ctx: Context, account_id: str, key: str, fingerprint: str) -> Stored | int:
     """The stored response to replay, or the id of the newly claimed row (run the request)."""
     now = utcnow()
-    ttl = timedelta(hours=config.get("CLEARCUT_IDEMPOTENCY_TTL_H"))
+    ttl = timedelta(hours=ctx.setting("CLEARCUT_IDEMPOTENCY_TTL_H"))
     with ctx.db.begin() as session:
         row = session.scalar(select(IdempotencyKey).where(IdempotencyKey.account_id == account_id,
                                                           IdempotencyKey.key == key))

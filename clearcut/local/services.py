@@ -8,7 +8,7 @@ Child processes run in their own process group (so stopping one also stops whate
 and, on Linux, receive SIGTERM if the process that started them dies (so a killed supervisor or
 test session leaves no orphans behind).
 
-``python -m clearcut.services valkey --port N --dir D`` runs Valkey in the foreground until
+``python -m clearcut.local.services valkey --port N --dir D`` runs Valkey in the foreground until
 SIGTERM/SIGINT; the ``clearcut dev`` supervisor uses it so that Valkey is supervised like any
 other child.
 """
@@ -504,7 +504,7 @@ def start_postgres(base_dir: Path | str | None = None, *, port: int | None = Non
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m clearcut.services")
+    parser = argparse.ArgumentParser(prog="python -m clearcut.local.services")
     sub = parser.add_subparsers(dest="service", required=True)
     valkey = sub.add_parser("valkey", help="run Valkey in the foreground until SIGTERM")
     valkey.add_argument("--port", type=int, required=True)

@@ -2,8 +2,8 @@
 
 * Jobs still queued or processing past ``deadline_at`` (a lost message, a worker killed mid-job, a
   broker restart) are re-enqueued. A queued job counts as lost only when its queue is empty
-  (``queue_depth``): behind a long batch it is merely waiting, not lost. They are re-enqueued with a fresh deadline, until ``CLEARCUT_JOB_MAX_ATTEMPTS`` attempts
-  or re-enqueues; then they fail with ``max_attempts_exceeded`` (and can be replayed).
+  (``queue_depth``): behind a long batch it is merely waiting, not lost. They are re-enqueued with a
+  fresh deadline, until ``CLEARCUT_JOB_MAX_ATTEMPTS`` attempts or re-enqueues; then they fail with ``max_attempts_exceeded`` (and can be replayed).
 * Batches whose jobs are all finished but that are still marked processing get completed.
 * Webhook deliveries that are due (retries, or a message that was lost) are returned for dispatch.
 * Idempotency keys older than ``CLEARCUT_IDEMPOTENCY_TTL_H`` are deleted.
@@ -18,9 +18,12 @@ from typing import Callable
 
 from sqlalchemy import delete, select, update
 
-from clearcut import config, jobs, webhooks
+from clearcut import webhooks
 from clearcut.context import Context
 from clearcut.db.models import Batch, IdempotencyKey, Job, utcnow
+from clearcut.jobs.events import check_batch_complete
+from clearcut.jobs.processing import finish_failed
+from clearcut.jobs.results import ACTIVE
 
 
 @dataclass
@@ -38,11 +41,11 @@ def sweep(ctx: Context, *, now: datetime | None = None, limit: int = 1000,
     now = now or utcnow()
     depths: dict[str, int] = {}
     out = SweepResult()
-    max_attempts = config.get("CLEARCUT_JOB_MAX_ATTEMPTS")
-    deadline = timedelta(seconds=config.get("CLEARCUT_JOB_DEADLINE_S"))
+    max_attempts = ctx.setting("CLEARCUT_JOB_MAX_ATTEMPTS")
+    deadline = timedelta(seconds=ctx.setting("CLEARCUT_JOB_DEADLINE_S"))
     with ctx.db() as session:
         stuck = session.execute(select(Job.id, Job.status, Job.attempts, Job.sweeps, Job.queue, Job.priority)
-                                .where(Job.status.in_(jobs.ACTIVE), Job.deadline_at < now)
+                                .where(Job.status.in_(ACTIVE), Job.deadline_at < now)
                                 .order_by(Job.deadline_at).limit(limit)).all()
     for job_id, status, attempts, sweeps, queue, priority in stuck:
         if status == "queued" and queue_depth is not None:
@@ -53,7 +56,7 @@ def sweep(ctx: Context, *, now: datetime | None = None, limit: int = 1000,
         if max(attempts, sweeps) >= max_attempts:
             message = (f"the job did not finish after {max(attempts, sweeps)} attempts (workers lost or the "
                        "deadline CLEARCUT_JOB_DEADLINE_S too short); replay it with POST /v2/jobs/{id}/replay")
-            out.deliveries += jobs.finish_failed(ctx, job_id, "max_attempts_exceeded", message.replace(
+            out.deliveries += finish_failed(ctx, job_id, "max_attempts_exceeded", message.replace(
                 "{id}", job_id), 500)
             out.failed.append(job_id)
             continue
@@ -67,13 +70,13 @@ def sweep(ctx: Context, *, now: datetime | None = None, limit: int = 1000,
     with ctx.db() as session:
         open_batches = list(session.scalars(select(Batch.id).where(Batch.status == "processing").limit(limit)))
     for batch_id in open_batches:
-        delivered = jobs.check_batch_complete(ctx, batch_id)
+        delivered = check_batch_complete(ctx, batch_id)
         with ctx.db() as session:
             if session.scalar(select(Batch.status).where(Batch.id == batch_id)) == "completed":
                 out.batches_completed.append(batch_id)
         out.deliveries += delivered
     out.deliveries += [d for d in webhooks.due(ctx, now=now, limit=limit) if d not in out.deliveries]
-    ttl = timedelta(hours=config.get("CLEARCUT_IDEMPOTENCY_TTL_H"))
+    ttl = timedelta(hours=ctx.setting("CLEARCUT_IDEMPOTENCY_TTL_H"))
     with ctx.db.begin() as session:
         out.idempotency_keys_deleted = session.execute(
             delete(IdempotencyKey).where(IdempotencyKey.created_at < now - ttl)).rowcount

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from clearcut import config
-from clearcut.services import (LOCALHOST, SeaweedPorts, port_is_free, s3_ready_probe, seaweed_command,
-                               socket_dir, spawn, stop_process_group, write_s3_identities)
+from clearcut.local.services import (LOCALHOST, SeaweedPorts, port_is_free, s3_ready_probe, seaweed_command,
+                                     socket_dir, spawn, stop_process_group, write_s3_identities)
 
 BACKOFF_START_S = 1.0
 EXIT_CONFIG = 78  # EX_CONFIG: what a worker exits with when it refuses its configuration
@@ -201,8 +201,9 @@ def build_children(env: dict[str, str]) -> tuple[list[Child], dict[str, str]]:
         port = config.get("CLEARCUT_REDIS_PORT", env)
         _require_free(port, "Valkey", "--redis-port")
         env["CLEARCUT_REDIS_URL"] = f"redis://{LOCALHOST}:{port}/0"
-        children.append(Child("valkey", [sys.executable, "-m", "clearcut.services", "valkey", "--port", str(port),
-                                         "--dir", str(data_dir / "valkey")], env, logs / "valkey.log"))
+        children.append(Child("valkey", [sys.executable, "-m", "clearcut.local.services", "valkey",
+                                         "--port", str(port), "--dir", str(data_dir / "valkey")],
+                              env, logs / "valkey.log"))
 
     env["CLEARCUT_DATABASE_URL"] = database_url(env)
 

@@ -18,7 +18,7 @@ def _models_fetch(args) -> int:
 
 
 def _models_quantize(args) -> int:
-    from clearcut.models import quantize
+    from clearcut.models import cpu, quantize
 
     for name in args.names:
         recipe = quantize.build(name, calibration=args.calibration, method=args.method,
@@ -27,7 +27,7 @@ def _models_quantize(args) -> int:
         check = recipe["quality_check"]
         print(f"{recipe['name']}: sha256 {recipe['sha256']}, quality check on "
               f"{check.get('int8_kernels', 'unrecorded')} int8 kernels "
-              f"{'passed' if quantize.check_applies(check) else 'NOT passed (auto precision keeps float)'}")
+              f"{'passed' if cpu.check_applies(check) else 'NOT passed (auto precision keeps float)'}")
     return 0
 
 
@@ -88,16 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="print the configuration table (markdown)")
     cfg.set_defaults(func=_config)
 
-    from clearcut import admin_cli, remove_cli
-    remove_cli.register(sub)
-    admin_cli.register(sub)
-    __import__("clearcut.webhooks_cli", fromlist=["register"]).register(sub)
-    try:
-        from clearcut import dev
-    except ImportError:  # pragma: no cover - only while the supervisor is being written
-        dev = None
-    if dev is not None:
-        dev.register(sub)
+    from clearcut.cli import admin, remove, webhooks
+    from clearcut.local import dev
+
+    remove.register(sub)
+    admin.register(sub)
+    webhooks.register(sub)
+    dev.register(sub)
     return parser
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
 
-from clearcut import config, jobs
 from clearcut.context import Context
 from clearcut.db.models import Account, ApiKey, Asset, Batch, Job, new_id, utcnow
 from clearcut.errors import ClearcutError, NotFound
-from clearcut.options import parse
+from clearcut.jobs.events import counts
+from clearcut.jobs.replays import Replay, replay as replay_job
+from clearcut.jobs.results import TERMINAL, deadline, result_key
+from clearcut.options import parse, parse_bool
 from clearcut.pipeline.encode import CONTENT_TYPES
 
 QUEUE = "batch"
@@ -34,14 +35,15 @@ def _item_error(index: int, message: str, code: str = "invalid_batch_item", **de
     return InvalidBatch(f"items[{index}]: {message}", code=code, index=index, **details)
 
 
-def allowed_prefixes(setting: str, account_id: str) -> list[str]:
-    raw = config.get(setting)
+def allowed_prefixes(raw: str, account_id: str) -> list[str]:
+    """The comma-separated prefixes of a CLEARCUT_S3_*_PREFIXES value, ``{account}`` filled in."""
     return [p.strip().replace("{account}", account_id) for p in raw.split(",") if p.strip()]
 
 
-def check_key(key, account_id: str, setting: str, what: str) -> str:
-    """A bucket key under one of the account's allowed prefixes (no traversal, no absolute paths)."""
-    prefixes = allowed_prefixes(setting, account_id)
+def check_key(ctx: Context, key, account_id: str, setting: str, what: str) -> str:
+    """A bucket key under one of the account's allowed prefixes (the setting ``setting``; no
+    traversal, no absolute paths)."""
+    prefixes = allowed_prefixes(ctx.setting(setting), account_id)
     if not isinstance(key, str) or not key or len(key) > 900 or ".." in key.split("/") or key.startswith("/"):
         raise InvalidBatch(f"{what} must be a relative object key without '..'", code=f"invalid_{what}")
     if not any(key.startswith(p) for p in prefixes):
@@ -55,8 +57,6 @@ def merged_options(shared: dict | None, item: dict | None):
     values = {str(k).lower(): v for k, v in (shared or {}).items()}
     values.update({str(k).lower(): v for k, v in (item or {}).items()})
     use_cache = values.pop("cache", True)
-    from clearcut.options import parse_bool
-
     return parse(values), parse_bool("cache", use_cache) if not isinstance(use_cache, bool) else use_cache
 
 
@@ -67,7 +67,7 @@ def create(ctx: Context, account: Account, key: ApiKey | None, items, *, options
     Returns the batch and the (job id, priority) pairs to enqueue."""
     from clearcut import netguard
 
-    limit = config.get("CLEARCUT_BATCH_MAX_ITEMS")
+    limit = ctx.setting("CLEARCUT_BATCH_MAX_ITEMS")
     if not isinstance(items, list) or not items:
         raise InvalidBatch("items must be a non-empty list of {\"image_url\" | \"s3_key\" | \"asset_id\": ...}",
                            code="invalid_batch")
@@ -104,7 +104,7 @@ def create(ctx: Context, account: Account, key: ApiKey | None, items, *, options
                        request_id=request_id, source="batch", status="queued", options=parsed.normalised(),
                        queue=QUEUE, content_type=CONTENT_TYPES[parsed.format], batch_id=batch_id,
                        external_id=None if external is None else str(external), priority=priority,
-                       created_at=now, queued_at=now, deadline_at=jobs._deadline(), attempts=0, replays=0,
+                       created_at=now, queued_at=now, deadline_at=deadline(ctx), attempts=0, replays=0,
                        sweeps=0, cache_hit=False, input_asset_id=None, result_key=None, input_spec=None)
             source = given[0]
             if source == "image_url":
@@ -118,7 +118,7 @@ def create(ctx: Context, account: Account, key: ApiKey | None, items, *, options
                 row["input_spec"] = {"image_url": url.strip(), "cache": use_cache}
             elif source == "s3_key":
                 try:
-                    row["input_spec"] = {"s3_key": check_key(item["s3_key"], account.id,
+                    row["input_spec"] = {"s3_key": check_key(ctx, item["s3_key"], account.id,
                                                              "CLEARCUT_S3_INPUT_PREFIXES", "s3_key"),
                                          "cache": use_cache}
                 except ClearcutError as exc:
@@ -129,7 +129,7 @@ def create(ctx: Context, account: Account, key: ApiKey | None, items, *, options
                         or asset.deleted_at is not None:
                     raise _item_error(index, f"no stored original {item['asset_id']!r} for this account",
                                       code="asset_not_found")
-                row["input_asset_id"], row["result_key"] = asset.id, jobs.result_key(asset.sha256, parsed)
+                row["input_asset_id"], row["result_key"] = asset.id, result_key(asset.sha256, parsed)
             rows.append(row)
         session.add(Batch(id=batch_id, account_id=account.id, status="processing", options=options, meta=metadata,
                           webhook_url=webhook_url, total=len(rows), request_id=request_id, created_at=now,
@@ -149,12 +149,6 @@ def get(ctx: Context, account_id: str, batch_id: str) -> Batch:
         return batch
 
 
-def counts(session: Session, batch_id: str) -> dict[str, int]:
-    found = dict(session.execute(select(Job.status, func.count()).where(Job.batch_id == batch_id)
-                                 .group_by(Job.status)).all())
-    return {status: int(found.get(status, 0)) for status in jobs.STATUSES}
-
-
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -168,9 +162,9 @@ def progress(ctx: Context, batch: Batch) -> dict:
         started = _aware(batch.started_at or batch.created_at)
         finished_since, last = session.execute(
             select(func.count(), func.max(Job.finished_at)).where(
-                Job.batch_id == batch.id, Job.status.in_(jobs.TERMINAL), Job.finished_at >= started)).one()
+                Job.batch_id == batch.id, Job.status.in_(TERMINAL), Job.finished_at >= started)).one()
     total = sum(tally.values())
-    done = sum(tally[s] for s in jobs.TERMINAL)
+    done = sum(tally[s] for s in TERMINAL)
     end = _aware(last) if batch.status == "completed" and last else utcnow()
     elapsed = max((end - started).total_seconds(), 1e-3)
     rate = finished_since / elapsed if finished_since else 0.0
@@ -180,23 +174,15 @@ def progress(ctx: Context, batch: Batch) -> dict:
             "eta_s": (round(remaining / rate, 1) if rate else None) if remaining else 0.0}
 
 
-def batch_payload(batch: Batch, tally: dict[str, int]) -> dict:
-    """Thin data for the batch.completed webhook."""
-    from clearcut.webhooks import public_url
-
-    return {"id": batch.id, "object": "batch", "status": batch.status, "counts": tally, "total": batch.total,
-            "metadata": batch.meta, "status_url": public_url(f"/v2/batches/{batch.id}")}
-
-
-def replay(ctx: Context, account_id: str, batch_id: str, statuses: list[str]) -> tuple[list[jobs.Replay], Batch]:
+def replay(ctx: Context, account_id: str, batch_id: str, statuses: list[str]) -> tuple[list[Replay], Batch]:
     """Replay the batch's jobs in ``statuses`` (terminal ones only), each as ``jobs.replay`` does."""
     get(ctx, account_id, batch_id)
-    bad = [s for s in statuses if s not in jobs.TERMINAL]
+    bad = [s for s in statuses if s not in TERMINAL]
     if bad:
-        raise InvalidBatch(f"status must be among {', '.join(jobs.TERMINAL)} (got {', '.join(bad)})",
+        raise InvalidBatch(f"status must be among {', '.join(TERMINAL)} (got {', '.join(bad)})",
                            code="invalid_status")
     with ctx.db() as session:
         ids = list(session.scalars(select(Job.id).where(Job.batch_id == batch_id, Job.status.in_(statuses))
                                    .order_by(Job.created_at, Job.id)))
-    replays = [jobs.replay(ctx, account_id, job_id) for job_id in ids]
+    replays = [replay_job(ctx, account_id, job_id) for job_id in ids]
     return replays, get(ctx, account_id, batch_id)

@@ -1,0 +1,1 @@
+"""The ``clearcut`` command line: ``main`` builds the parser; each module registers its subcommands."""

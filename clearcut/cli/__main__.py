@@ -1,0 +1,5 @@
+import sys
+
+from clearcut.cli.main import main
+
+sys.exit(main())
