@@ -35,7 +35,7 @@ from clearcut.errors import ModelError
 from clearcut.models import cpu
 from clearcut.models.cpu import check_applies  # noqa: F401 (quantize.check_applies)
 from clearcut.models.registry import INT8_SUFFIX, base_name, int8_name  # noqa: F401 (quantize.INT8_SUFFIX)
-from clearcut.models.store import read_recipe, recipe_path, write_recipe  # noqa: F401 (quantize.read_recipe)
+from clearcut.models.store import read_recipe, write_recipe
 
 RECIPE_VERSION = 2
 
