@@ -117,7 +117,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("CLEARCUT_RETENTION_HOURS", "24", "Hours originals and results are kept in storage.",
                 _positive_float),
         Setting("CLEARCUT_JOB_DEADLINE_S", "600",
-                "Seconds a job may stay queued/processing before the sweeper re-enqueues it.", _positive_int),
+                "Seconds a job may stay queued, or processing however alive its lease, before the sweeper "
+                "re-enqueues it (the backstop behind the lease).", _positive_int),
         Setting("CLEARCUT_SYNC_TIMEOUT_S", "60",
                 "Seconds `POST /v2` waits for the worker before answering 202 with the job id.", _positive_float),
         Setting("CLEARCUT_MAX_UPLOAD_MB", "30", "Largest accepted request body / image, in MB.", _positive_float),
@@ -158,9 +159,12 @@ SETTINGS: dict[str, Setting] = {
         Setting("CLEARCUT_JOB_MAX_ATTEMPTS", "3",
                 "Attempts (worker claims or sweeper re-enqueues) before a stuck job fails with "
                 "max_attempts_exceeded.", _positive_int),
-        Setting("CLEARCUT_SWEEP_INTERVAL_S", "30",
-                "Seconds between sweeper runs (stuck jobs, due webhook retries, expired idempotency keys).",
-                _positive_float),
+        Setting("CLEARCUT_SWEEP_INTERVAL_S", "10",
+                "Seconds between sweeper runs (jobs whose lease expired, queued jobs an emptied broker lost, "
+                "due webhook retries, expired idempotency keys).", _positive_float),
+        Setting("CLEARCUT_JOB_LEASE_S", "30",
+                "Seconds a running job's lease lasts; its worker renews it every third of that, and the "
+                "sweeper re-enqueues a job whose lease ran out (its worker died).", _positive_float),
         Setting("CLEARCUT_IDEMPOTENCY_TTL_H", "24", "Hours an Idempotency-Key is remembered.", _positive_float),
         Setting("CLEARCUT_METADATA_MAX_BYTES", "4096", "Largest `metadata` JSON object on a job or batch.",
                 _positive_int),

@@ -38,6 +38,8 @@ def worker_pool(environ: Mapping[str, str] | None = None) -> str:
     Batching needs several jobs in one process at once; prefork runs each job in its own process with
     its own session, so nothing could be batched. The threads pool gives up Celery's task time limits
     (they need prefork); the sweeper (CLEARCUT_JOB_DEADLINE_S) still re-enqueues a job that never ends.
+    Either way a running job renews its lease (CLEARCUT_JOB_LEASE_S), so a dead worker's job is found
+    by the sweeper within a lease and a sweep interval.
     """
     return "threads" if config.get("CLEARCUT_INFERENCE_BATCH_SIZE", environ) > 1 else "prefork"
 
@@ -84,7 +86,9 @@ def create_celery(broker_url: str | None = None, *, environ: Mapping[str, str] |
         beat_schedule={
             "retention": {"task": "clearcut.retention", "schedule": 900.0, "options": {"queue": DEFAULT_QUEUE}},
             "sweep": {"task": "clearcut.sweep", "schedule": config.get("CLEARCUT_SWEEP_INTERVAL_S", env),
-                      "options": {"queue": DEFAULT_QUEUE}},
+                      # a sweep that waited longer than an interval behind busy workers is superseded
+                      "options": {"queue": DEFAULT_QUEUE,
+                                  "expires": config.get("CLEARCUT_SWEEP_INTERVAL_S", env)}},
         },
     )
     from celery.signals import worker_process_init, worker_ready

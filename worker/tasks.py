@@ -34,7 +34,7 @@ def register(app: Celery) -> None:
         from worker.webhooks import due_for_job, send_deliveries
 
         try:
-            status = jobs.process(context(), job_id)
+            status = jobs.process(context(), job_id, owner=self.request.id)
         except (StorageError, OperationalError) as exc:
             if self.request.retries >= MAX_RETRIES:
                 jobs.finish_failed(context(), job_id, "transient_failure_exhausted",
@@ -66,9 +66,10 @@ def register(app: Celery) -> None:
     def sweep() -> dict:
         from clearcut.jobs import sweeper
         from worker.context import context
-        from worker.webhooks import queue_depth, send_deliveries, send_jobs
+        from worker.webhooks import broker_emptied, queue_depth, send_deliveries, send_jobs
 
-        result = sweeper.sweep(context(), queue_depth=lambda queue: queue_depth(app, queue))
+        result = sweeper.sweep(context(), queue_depth=lambda queue: queue_depth(app, queue),
+                               broker_emptied=broker_emptied)
         send_jobs(app, result.requeued)
         send_deliveries(app, result.deliveries)
         return {"requeued": len(result.requeued), "failed": len(result.failed),

@@ -39,3 +39,18 @@ def queue_depth(app: Celery, queue: str) -> int:
             return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
     except Exception:  # noqa: BLE001 - a missing queue is an empty one
         return 0
+
+
+def broker_emptied() -> bool:
+    """True when the broker holds no marker key: it restarted without persistence or was flushed since
+    the last sweep (or this is the first sweep ever). Sets the marker, so exactly one sweeper acts."""
+    from redis.exceptions import RedisError
+
+    from clearcut import config
+    from worker.context import _redis_client
+
+    try:
+        return bool(_redis_client().set(f"{config.get('CLEARCUT_BROKER_PREFIX')}clearcut:broker-marker", "1",
+                                        nx=True))
+    except RedisError:
+        return False  # the broker is away: nothing can be sent now anyway

@@ -105,6 +105,9 @@ class Job(Base):
     replays: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     sweeps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # re-enqueues by the sweeper this run
     canceled_at: Mapped[datetime | None]
+    # The running attempt's lease: renewed by its worker while it runs (clearcut.jobs.leases)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))      # the Celery task id that claimed it
+    lease_expires_at: Mapped[datetime | None]
 
 
 class Batch(Base):

@@ -17,17 +17,21 @@ from clearcut.context import Context
 from clearcut.db.models import Account, Asset, Job, utcnow
 from clearcut.errors import ClearcutError
 from clearcut.jobs.events import check_batch_complete, on_terminal
+from clearcut.jobs.leases import claimable, held, lease_until
 from clearcut.jobs.results import (ACTIVE, attach_result, cached, charge, deadline, finish_from_cache,
                                    options_from_row, result_key, store_original, write_output)
 
 
-def claim(ctx: Context, job_id: str) -> Job | None:
-    """Move a job to processing (from queued, or from processing after a lost worker); None if terminal
-    (finished, failed, or canceled while it waited). The deadline restarts: the sweeper acts on it."""
+def claim(ctx: Context, job_id: str, owner: str | None = None) -> Job | None:
+    """Move a job to processing (from queued, or from processing after a lost worker) under a lease held
+    by ``owner`` (the task id); None if terminal (finished, failed, or canceled while it waited) or
+    running under another task's live lease. The deadline restarts: the sweeper acts on it."""
+    now = utcnow()
     with ctx.db.begin() as session:
         claimed = session.execute(
-            update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE))
-            .values(status="processing", attempts=Job.attempts + 1, started_at=utcnow(), deadline_at=deadline(ctx))
+            update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE), claimable(owner, now))
+            .values(status="processing", attempts=Job.attempts + 1, started_at=now, deadline_at=deadline(ctx),
+                    lease_owner=owner, lease_expires_at=lease_until(ctx))
         ).rowcount
         if not claimed:
             return None
@@ -45,20 +49,28 @@ def hold_for_retry(ctx: Context, job_id: str, delay_s: float) -> bool:
         with ctx.db.begin() as session:
             return bool(session.execute(
                 update(Job).where(Job.id == job_id, Job.status == "processing")
-                .values(deadline_at=deadline(ctx) + timedelta(seconds=delay_s))).rowcount)
+                .values(deadline_at=deadline(ctx) + timedelta(seconds=delay_s),
+                        lease_expires_at=lease_until(ctx, delay_s))).rowcount)
     except SQLAlchemyError:
         return False
 
 
-def process(ctx: Context, job_id: str) -> str:
-    """Run one job to a terminal state; returns that state. Transient faults propagate (to be retried)."""
-    from clearcut.pipeline import process as run_pipeline
-
-    job = claim(ctx, job_id)
+def process(ctx: Context, job_id: str, owner: str | None = None) -> str:
+    """Run one job to a terminal state as task ``owner``, renewing its lease meanwhile; returns that state
+    ("processing" when another task runs it). Transient faults propagate (to be retried)."""
+    job = claim(ctx, job_id, owner)
     if job is None:
         with ctx.db() as session:
             row = session.get(Job, job_id)
             return row.status if row else "missing"
+    with held(ctx, job_id, owner):
+        return _run(ctx, job)
+
+
+def _run(ctx: Context, job: Job) -> str:
+    from clearcut.pipeline import process as run_pipeline
+
+    job_id = job.id
     timings: dict[str, float] = {}
     data = None
     if job.input_asset_id is None:

@@ -1,9 +1,14 @@
 """The sweeper (run on a Celery beat schedule): nothing is lost.
 
-* Jobs still queued or processing past ``deadline_at`` (a lost message, a worker killed mid-job, a
-  broker restart) are re-enqueued. A queued job counts as lost only when its queue is empty
-  (``queue_depth``): behind a long batch it is merely waiting, not lost. They are re-enqueued with a
-  fresh deadline, until ``CLEARCUT_JOB_MAX_ATTEMPTS`` attempts or re-enqueues; then they fail with ``max_attempts_exceeded`` (and can be replayed).
+* Processing jobs whose lease ran out (their worker died: ``clearcut.jobs.leases``) or that are past
+  ``deadline_at`` are re-enqueued.
+* Queued jobs whose message is gone are re-enqueued: all of them at once when the broker lost its
+  keys (``broker_emptied``: a restart without persistence, a FLUSHDB), and otherwise those queued for
+  longer than ``CLEARCUT_JOB_LEASE_S`` (or past their deadline) in a queue that is empty
+  (``queue_depth``): behind a long batch a job is merely waiting, not lost.
+* Re-enqueued jobs get a fresh deadline, until ``CLEARCUT_JOB_MAX_ATTEMPTS`` attempts or re-enqueues;
+  then they fail with ``max_attempts_exceeded`` (and can be replayed). They are sent interactive
+  queues first, then by priority, then oldest first.
 * Batches whose jobs are all finished but that are still marked processing get completed.
 * Webhook deliveries that are due (retries, or a message that was lost) are returned for dispatch.
 * Idempotency keys older than ``CLEARCUT_IDEMPOTENCY_TTL_H`` are deleted.
@@ -16,14 +21,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from clearcut import webhooks
 from clearcut.context import Context
 from clearcut.db.models import Batch, IdempotencyKey, Job, utcnow
 from clearcut.jobs.events import check_batch_complete
 from clearcut.jobs.processing import finish_failed
-from clearcut.jobs.results import ACTIVE
+
+QUEUE_RANK = {"batch": 1}  # sent after the interactive queues (cpu, gpu)
 
 
 @dataclass
@@ -35,20 +41,42 @@ class SweepResult:
     idempotency_keys_deleted: int = 0
 
 
+def _order(items: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    return sorted(items, key=lambda item: (QUEUE_RANK.get(item[1], 0), -item[2]))  # stable: oldest first
+
+
 def sweep(ctx: Context, *, now: datetime | None = None, limit: int = 1000,
-          queue_depth: Callable[[str], int] | None = None) -> SweepResult:
-    """One pass; ``queue_depth(queue)`` gives the broker's message count (None: treat queues as empty)."""
+          queue_depth: Callable[[str], int] | None = None,
+          broker_emptied: Callable[[], bool] | None = None) -> SweepResult:
+    """One pass. ``queue_depth(queue)`` gives the broker's message count (None: queues are treated as
+    empty, and queued jobs are only re-enqueued at their deadline); ``broker_emptied()`` says whether
+    the broker lost its keys since it was last asked (then every queued job is sent again)."""
     now = now or utcnow()
     depths: dict[str, int] = {}
     out = SweepResult()
     max_attempts = ctx.setting("CLEARCUT_JOB_MAX_ATTEMPTS")
     deadline = timedelta(seconds=ctx.setting("CLEARCUT_JOB_DEADLINE_S"))
+    waited = now - timedelta(seconds=ctx.setting("CLEARCUT_JOB_LEASE_S"))
+    emptied = broker_emptied() if broker_emptied is not None else False
+    if emptied:  # every message is gone: send each queued job again, rows untouched (claims are conditional)
+        with ctx.db() as session:
+            out.requeued += _order(session.execute(
+                select(Job.id, Job.queue, Job.priority).where(Job.status == "queued")
+                .order_by(Job.priority.desc(), Job.queued_at, Job.id)).all())
+    lost_message = Job.deadline_at < now
+    if queue_depth is not None and not emptied:
+        lost_message = or_(lost_message, Job.queued_at < waited)
+    expired = or_(Job.deadline_at < now, Job.lease_expires_at < now)
     with ctx.db() as session:
         stuck = session.execute(select(Job.id, Job.status, Job.attempts, Job.sweeps, Job.queue, Job.priority)
-                                .where(Job.status.in_(ACTIVE), Job.deadline_at < now)
-                                .order_by(Job.deadline_at).limit(limit)).all()
+                                .where(or_((Job.status == "processing") & expired,
+                                           (Job.status == "queued") & lost_message))
+                                .order_by(Job.queued_at, Job.id).limit(limit)).all()
+    swept: list[tuple[str, str, int]] = []
     for job_id, status, attempts, sweeps, queue, priority in stuck:
-        if status == "queued" and queue_depth is not None:
+        if status == "queued" and (emptied or queue_depth is not None):
+            if emptied:
+                continue  # sent again above
             if queue not in depths:
                 depths[queue] = queue_depth(queue)
             if depths[queue] > 0:
@@ -62,11 +90,13 @@ def sweep(ctx: Context, *, now: datetime | None = None, limit: int = 1000,
             continue
         with ctx.db.begin() as session:
             moved = session.execute(update(Job).where(Job.id == job_id, Job.status == status, Job.sweeps == sweeps,
-                                                      Job.deadline_at < now)
+                                                      expired if status == "processing" else lost_message)
                                     .values(status="queued", sweeps=Job.sweeps + 1, queued_at=now,
-                                            deadline_at=now + deadline)).rowcount
+                                            deadline_at=now + deadline, lease_owner=None,
+                                            lease_expires_at=None)).rowcount
         if moved:
-            out.requeued.append((job_id, queue, priority))
+            swept.append((job_id, queue, priority))
+    out.requeued += _order(swept)
     with ctx.db() as session:
         open_batches = list(session.scalars(select(Batch.id).where(Batch.status == "processing").limit(limit)))
     for batch_id in open_batches:
