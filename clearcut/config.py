@@ -47,6 +47,13 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+def _unit_interval(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise ValueError("must be between 0 and 1")
+    return number
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         normalised = value.strip().upper() if allowed[0].isupper() else value.strip().lower()
@@ -82,6 +89,11 @@ SETTINGS: dict[str, Setting] = {
                 "`fast`: ISNet alone) or a model name from `clearcut models list`."),
         Setting("CLEARCUT_MAX_MEGAPIXELS", "50", "Largest accepted input, in megapixels (checked before decoding).",
                 _positive_float),
+        Setting("CLEARCUT_REVIEW_BELOW", "0.94",
+                "A cutout whose confidence (its estimated IoU against a human mask, 0-1) is below this is "
+                "flagged `needs_review`; requests override it with `review_below`. The default flags 11 % of "
+                "eval/product's photos, among them every cutout below 0.9 IoU (docs/benchmarks.md, Confidence).",
+                _unit_interval),
         Setting("CLEARCUT_CUSTOM_MODELS", "",
                 "Extra models, `;`-separated `name=path_or_https_url|sha256|size|norm` entries; norm is "
                 "`isnet` (x/255-0.5) or `imagenet`."),

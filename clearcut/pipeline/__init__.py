@@ -1,6 +1,6 @@
 """The cutout pipeline: one pure function of (image bytes, options) -> (result bytes, metadata).
 
-Steps: decode -> segment (model proxy) -> refine (full-resolution matte + foreground colours)
+Steps: decode -> segment (model proxy) -> confidence (estimated IoU of the cutout) -> refine (full-resolution matte + foreground colours)
 -> compose (size, crop, despill, background, channels) -> encode. Each step lives in its own module;
 this one only orders them and records timings.
 """
@@ -16,7 +16,7 @@ from clearcut import config
 from clearcut.models.registry import spec
 from clearcut.models.store import ModelStore
 from clearcut.options import Options
-from clearcut.pipeline import compose, refine, segment
+from clearcut.pipeline import compose, confidence, refine, segment
 from clearcut.pipeline.decode import decode
 from clearcut.pipeline.encode import CONTENT_TYPES, encode
 
@@ -53,6 +53,8 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
     models = segment.resolve_models(options.model)
     with timer("infer"):
         matte_lo, proxy = segment.predict(image.rgb, models, store)
+    with timer("confidence"):
+        score = confidence.confidence(matte_lo)
     with timer("refine"):
         # Without crop the output size is known now: work at that size (cheaper than full then shrink).
         work_size = ((image.width, image.height) if options.crop
@@ -89,7 +91,7 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
         "foreground_input": _box_dict(bbox_in), "foreground_output": _box_dict(bbox_out),
         "models": [{"name": m, "version": spec(m).version} for m in models],
         "model": options.model or config.get("CLEARCUT_DEFAULT_MODEL"),
-        "format": options.format, "channels": options.channels,
+        "format": options.format, "channels": options.channels, "confidence": score,
         "timings_ms": timer.timings,
     }
     return Result(payload, CONTENT_TYPES[options.format], metadata)
