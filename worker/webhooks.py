@@ -36,7 +36,11 @@ def queue_depth(app: Celery, queue: str) -> int:
     """Messages waiting in ``queue`` (all priorities); 0 when the queue does not exist yet."""
     try:
         with app.connection_for_read() as conn:
-            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+            channel = conn.default_channel
+            size = getattr(channel, "_size", None)  # Redis: every priority list (a passive declare misses the
+            if size is not None:                    # key prefix and finds no queue)
+                return int(size(queue))
+            return int(channel.queue_declare(queue=queue, passive=True).message_count)
     except Exception:  # noqa: BLE001 - a missing queue is an empty one
         return 0
 
