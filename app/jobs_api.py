@@ -23,7 +23,7 @@ bp = Blueprint("jobs_api", __name__)
 ASYNC_FIELDS = ("webhook_url", "metadata", "priority", "output", "external_id")
 PRIORITY_NAMES = {"low": 2, "normal": 5, "high": 8}
 REPLAYED_HEADERS = ("Content-Type", "Location", "X-Job-ID", "X-Width", "X-Height", "X-Foreground-Top",
-                    "X-Foreground-Left", "X-Foreground-Width", "X-Foreground-Height")
+                    "X-Foreground-Left", "X-Foreground-Width", "X-Foreground-Height", "X-Confidence", "X-Needs-Review")
 
 
 def _ctx():
@@ -353,13 +353,30 @@ def status_filter(default=None) -> list[str] | None:
     return statuses
 
 
+def review_filters() -> dict:
+    """``needs_review`` (boolean) and ``confidence_below`` (0-1) of GET /v2/jobs, validated."""
+    from clearcut.options import parse_bool, parse_review_below
+
+    found = {}
+    if request.args.get("needs_review"):
+        found["needs_review"] = parse_bool("needs_review", request.args["needs_review"])
+    if request.args.get("confidence_below"):
+        try:
+            found["confidence_below"] = parse_review_below(request.args["confidence_below"])
+        except ClearcutError:
+            raise BadRequest("confidence_below must be a number from 0 to 1 such as 0.9",
+                             code="invalid_confidence_below", parameter="confidence_below") from None
+    return found
+
+
 @bp.get("/v2/jobs")
 def list_jobs():
     _, acct = authenticate()
     limit, cursor = page_args()
     rows, next_cursor = jobs.list_jobs(_ctx(), acct.id, statuses=status_filter(), batch_id=request.args.get("batch"),
                                        created_after=_parse_time("created_after"),
-                                       created_before=_parse_time("created_before"), limit=limit, cursor=cursor)
+                                       created_before=_parse_time("created_before"), limit=limit, cursor=cursor,
+                                       **review_filters())
     return jsonify({"object": "list", "data": [job_detail(j) for j in rows], "has_more": next_cursor is not None,
                     "next_cursor": next_cursor})
 
@@ -398,6 +415,12 @@ def get_result(job_id: str):
         response = Response(_ctx().storage.get(job.result_key), mimetype=job.content_type)
     response.headers.update(result_headers(job))
     return response
+
+
+@bp.post("/v2/jobs/<job_id>/accept")
+def accept_job(job_id: str):
+    _, acct = authenticate(json_body())
+    return _job_response(jobs.accept(_ctx(), acct.id, job_id))
 
 
 @bp.post("/v2/jobs/<job_id>/replay")

@@ -21,6 +21,8 @@ OPTION_PROPS = {
     "despill": {"type": "string", "description": "boolean"},
     "model": {"type": "string", "example": "fast"},
     "cache": {"type": "string", "description": "boolean; false recomputes"},
+    "review_below": {"type": "string", "description": "number 0-1: needs_review below this confidence "
+                                                      "(default CLEARCUT_REVIEW_BELOW)", "example": "0.9"},
 }
 IMAGE_PROPS = {
     "image_url": {"type": "string", "format": "uri"},
@@ -44,7 +46,8 @@ JOB = {"type": "object", "required": ["id", "status"], "properties": {
     "status": {"type": "string", "enum": ["queued", "processing", "succeeded", "failed", "canceled"]},
     "attempts": {"type": "integer"}, "status_url": {"type": "string"}, "result_url": {"type": "string", "nullable": True},
     "download_url": {"type": "string", "nullable": True}, "metadata": {"type": "object", "nullable": True},
-    "error": {"type": "object", "nullable": True}}}
+    "error": {"type": "object", "nullable": True}, "needs_review": {"type": "boolean"},
+    "accepted_at": {"type": "string", "nullable": True}}}
 BATCH = {"type": "object", "required": ["id", "status", "counts"], "properties": {
     "id": {"type": "string"}, "status": {"type": "string"}, "counts": {"type": "object"},
     "progress": {"type": "number"}, "eta_s": {"type": "number", "nullable": True}}}
@@ -118,7 +121,9 @@ def document(server_url: str) -> dict:
             "get": {"tags": ["jobs"], "summary": "List jobs", "parameters": [
                 *PAGE, _query("status", {"type": "string"}), _query("batch", {"type": "string"}),
                 _query("created_after", {"type": "string", "format": "date-time"}),
-                _query("created_before", {"type": "string", "format": "date-time"})],
+                _query("created_before", {"type": "string", "format": "date-time"}),
+                _query("needs_review", {"type": "string", "description": "boolean"}),
+                _query("confidence_below", {"type": "number", "minimum": 0, "maximum": 1})],
                 "responses": {"200": _json({"type": "object", "properties": {"data": {"type": "array",
                                                                                       "items": _ref("Job")}}}),
                               **_errors(400, 401, 403, 429)}}},
@@ -134,6 +139,11 @@ def document(server_url: str) -> dict:
                     "parameters": [_query("redirect", {"type": "string"})],
                     "responses": {"200": IMAGE_OUT, "303": {"description": "to the presigned URL"},
                                   **_errors(401, 403, 404, 409, 422, 429)}}},
+        "/v2/jobs/{job_id}/accept": {
+            "parameters": [job_id],
+            "post": {"tags": ["jobs"], "summary": "Accept a flagged cutout (clears needs_review)",
+                     "parameters": [IDEMPOTENCY],
+                     "responses": {"200": _json(_ref("Job")), **_errors(401, 403, 404, 409, 429)}}},
         "/v2/jobs/{job_id}/replay": {
             "parameters": [job_id],
             "post": {"tags": ["jobs"], "summary": "Replay with the stored original", "parameters": [IDEMPOTENCY],

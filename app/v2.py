@@ -51,7 +51,8 @@ def job_view(job: Job) -> dict:
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "attempts": job.attempts, "options": job.options, "cache_hit": job.cache_hit, "source": job.source,
-        "request_id": job.request_id,
+        "request_id": job.request_id, "needs_review": job.needs_review,
+        "accepted_at": job.accepted_at.isoformat() if job.accepted_at else None,
         "status_url": url_for("jobs_api.get_job", job_id=job.id, _external=True),
         "result_url": url_for("jobs_api.get_result", job_id=job.id, _external=True) if job.status == "succeeded" else None,
         "error": ({"code": job.error_code, "message": job.error_message, "status": job.error_status}
@@ -59,7 +60,8 @@ def job_view(job: Job) -> dict:
     }
     if job.result:
         view["result"] = {k: job.result.get(k) for k in ("width", "height", "foreground_output",
-                                                         "foreground_input", "models", "timings_ms")}
+                                                         "foreground_input", "models", "confidence",
+                                                         "timings_ms")}
     return view
 
 
@@ -71,6 +73,9 @@ def result_headers(job: Job) -> dict:
         box = meta.get("foreground_output") or {"top": 0, "left": 0, "width": 0, "height": 0}
         headers.update({"X-Foreground-Top": str(box["top"]), "X-Foreground-Left": str(box["left"]),
                         "X-Foreground-Width": str(box["width"]), "X-Foreground-Height": str(box["height"])})
+    if job.confidence is not None:
+        headers["X-Confidence"] = f"{job.confidence:.4f}"
+        headers["X-Needs-Review"] = "true" if job.needs_review else "false"
     return headers
 
 

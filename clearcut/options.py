@@ -46,6 +46,7 @@ class Options:
     bg_color: tuple[int, int, int] | None = None
     despill: bool = False
     model: str | None = None  # None: the configured default (a preset or a model name)
+    review_below: float | None = None  # None: CLEARCUT_REVIEW_BELOW; never changes the cutout
 
     @property
     def flattened(self) -> bool:
@@ -56,6 +57,12 @@ class Options:
         """A canonical, JSON-friendly form (stable key for caching results)."""
         data = asdict(self)
         data["bg_color"] = "#%02x%02x%02x" % self.bg_color if self.bg_color else None
+        return data
+
+    def cutout_key(self) -> dict[str, Any]:
+        """``normalised()`` without the fields that do not change the result's pixels (the result cache key)."""
+        data = self.normalised()
+        data.pop("review_below")
         return data
 
     def with_(self, **changes) -> "Options":
@@ -145,6 +152,18 @@ def parse_model(value: Any) -> str | None:
     return name
 
 
+def parse_review_below(value: Any) -> float:
+    """A confidence threshold from 0 to 1 (``needs_review`` when a cutout's confidence is below it)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0 <= number <= 1:
+        raise InvalidOption(f"review_below must be a number from 0 to 1 such as 0.9 (got {value!r})",
+                            code="invalid_review_below", option="review_below")
+    return number
+
+
 PARSERS = {
     "format": lambda v: FORMATS[_choice("format", v, FORMATS)],
     "channels": lambda v: _choice("channels", v, CHANNELS),
@@ -154,6 +173,7 @@ PARSERS = {
     "bg_color": lambda v: None if v is None or (isinstance(v, str) and not v.strip()) else parse_color(v),
     "despill": lambda v: parse_bool("despill", v),
     "model": parse_model,
+    "review_below": parse_review_below,
 }
 
 

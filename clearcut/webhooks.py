@@ -162,7 +162,8 @@ def job_payload(job, base: str) -> dict:
     if job.status == "succeeded":
         meta = job.result or {}
         data.update(result_url=public_url(base, f"/v2/jobs/{job.id}/result"), content_type=job.content_type,
-                    width=meta.get("width"), height=meta.get("height"), cache_hit=job.cache_hit)
+                    width=meta.get("width"), height=meta.get("height"), cache_hit=job.cache_hit,
+                    confidence=job.confidence, needs_review=job.needs_review)
     if job.status == "failed":
         data["error"] = {"code": job.error_code, "message": job.error_message}
     return data

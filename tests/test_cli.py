@@ -60,3 +60,20 @@ def test_models_list_and_config(model_dir):
     assert listing.returncode == 0 and b"u2netp" in listing.stdout and b"isnet-general" in listing.stdout
     table = clearcut("config", model_dir=model_dir)
     assert b"CLEARCUT_MAX_MEGAPIXELS" in table.stdout
+
+
+def test_summary_lists_the_cutouts_to_review(tmp_path, model_dir):
+    image, _ = synthetic_scene(320, 240, radius=60)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "disc.png").write_bytes(encode_image(image))
+    (tmp_path / "in" / "blank.png").write_bytes(encode_image(Image.new("RGB", (320, 240), (230, 230, 230))))
+    listing = tmp_path / "review.txt"
+    result = clearcut("remove", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--review-below", "0.5",
+                      "--review-list", str(listing), model_dir=model_dir)
+    assert result.returncode == 0, result.stderr
+    stderr = result.stderr.decode()
+    assert "2 succeeded, 0 failed, 1 to review (confidence below 0.5)" in stderr
+    assert f"review: {tmp_path / 'in' / 'blank.png'} (confidence 0.00)" in stderr and "disc.png (conf" not in stderr
+    assert listing.read_text() == f"{tmp_path / 'in' / 'blank.png'}\n"
+    bad = clearcut("remove", str(tmp_path / "in"), "--review-below", "high", model_dir=model_dir)
+    assert bad.returncode == 2 and b"invalid_review_below" in bad.stderr

@@ -500,3 +500,34 @@ def test_keyboard_navigation_and_focus_are_visible(tab, key):
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="Jobs", level=1).wait_for()
     assert tab.nav("Jobs").get_attribute("aria-current") == "page"
+
+
+def test_review_page_shows_flagged_cutouts_and_accept_clears_them(tab, key, live, servers):
+    host, _ = servers
+    r = _api(live, key, "POST", "/v2/batches", json={"items": [
+        {"image_url": f"{host.url}/img/{n}.png", "external_id": f"REVIEW-{n}",
+         "options": {"review_below": "1" if n else "0"}} for n in range(2)]})
+    assert r.status_code == 202, r.text
+    bid = r.json()["id"]
+    support.wait_for(lambda: _api(live, key, "GET", f"/v2/batches/{bid}").json()["status"] == "completed", 90, 0.3,
+                     "review batch")
+    flagged = [j for j in _api(live, key, "GET", f"/v2/jobs?batch={bid}").json()["data"] if j["needs_review"]]
+    assert [j["external_id"] for j in flagged] == ["REVIEW-1"]
+    page = tab.page
+    tab.sign_in(key)
+    tab.nav("Review").click()
+    page.get_by_role("heading", name="Review", level=1).wait_for()
+    card = page.locator(f'li.review-card[data-job-id="{flagged[0]["id"]}"]')
+    card.wait_for()
+    page.wait_for_function("id => { const img = document.querySelector(`li[data-job-id='${id}'] .checkerboard img`);"
+                           " return img && img.complete && img.naturalWidth > 0; }", arg=flagged[0]["id"])
+    assert card.locator(".checkerboard img").get_attribute("src").startswith("blob:")
+    assert "confidence 0." in card.inner_text() and card.get_by_role("link", name="Download").is_visible()
+    assert page.locator('li.review-card:has-text("REVIEW-0")').count() == 0
+    assert page.get_by_role("region", name=f"Batch {bid}").count() == 1
+    tab.shot("review")
+    card.get_by_role("button", name="Accept REVIEW-1").click()
+    card.wait_for(state="detached")
+    job = _api(live, key, "GET", f"/v2/jobs/{flagged[0]['id']}").json()
+    assert job["needs_review"] is False and job["accepted_at"]
+    assert flagged[0]["id"] not in [j["id"] for j in _api(live, key, "GET", "/v2/jobs?needs_review=true").json()["data"]]

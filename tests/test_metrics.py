@@ -164,6 +164,10 @@ def test_worker_exports_job_stages_inference_and_provider(stack, key):
             value(before, "clearcut_job_stage_seconds_count", stage=stage)
     assert value(after, "clearcut_model_inference_seconds_count", models="u2netp") >= 1
     assert value(after, "clearcut_model_inference_seconds_sum", models="u2netp") > 0
+    confidence = float(r.headers["X-Confidence"])
+    assert value(after, "clearcut_cutout_confidence_count", models="u2netp") > \
+        value(before, "clearcut_cutout_confidence_count", models="u2netp")
+    assert value(after, "clearcut_cutout_confidence_bucket", models="u2netp", le="1.0") >= 1 and 0 <= confidence <= 1
     assert value(after, "clearcut_job_duration_seconds_count", queue="cpu") >= 1
     assert value(after, "clearcut_execution_provider_info", provider="CPUExecutionProvider", requested="auto") == 1
 

@@ -11,6 +11,7 @@ Metrics (all prefixed ``clearcut_``):
   job_duration_seconds{queue}               wall time of a process_job task
   job_stage_seconds{stage}                  pipeline stages from the job's timings_ms (decode, infer, ...)
   model_inference_seconds{models}           the ``infer`` stage, by model combination
+  cutout_confidence{models}                 confidence (estimated IoU) of each cutout a worker made
   webhook_deliveries_total{outcome}         webhook attempts (delivered | failed | retry | gave_up ...)
   queue_depth{queue}                        Redis LLEN of each Celery queue, read at scrape time
   execution_provider_info{provider,requested}  1 for the provider this worker runs on
@@ -26,6 +27,7 @@ from typing import Mapping
 _lock = threading.Lock()
 _metrics: dict | None = None
 
+CONFIDENCE_BUCKETS = (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 0.98, 1.0)
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -46,6 +48,9 @@ def metrics() -> dict:
                 "inference": Histogram("clearcut_model_inference_seconds",
                                        "Model inference time per job, by model combination.", ["models"],
                                        buckets=BUCKETS),
+                "confidence": Histogram("clearcut_cutout_confidence",
+                                        "Confidence (estimated IoU against a human mask) of each cutout made, "
+                                        "by model combination.", ["models"], buckets=CONFIDENCE_BUCKETS),
                 "webhooks": Counter("clearcut_webhook_deliveries_total", "Webhook delivery attempts by outcome.",
                                     ["outcome"]),
                 "batch": Histogram("clearcut_inference_batch_size",
@@ -74,9 +79,11 @@ def record_job(queue: str, outcome: str, seconds: float | None, result: Mapping 
     timings = (result or {}).get("timings_ms") or {}
     for stage, ms in timings.items():
         m["stage"].labels(stage=stage).observe(float(ms) / 1000.0)
+    models = "+".join(x.get("name", "?") for x in (result or {}).get("models") or []) or "unknown"
     if "infer" in timings:
-        models = "+".join(x.get("name", "?") for x in (result or {}).get("models") or []) or "unknown"
         m["inference"].labels(models=models).observe(float(timings["infer"]) / 1000.0)
+    if (result or {}).get("confidence") is not None:
+        m["confidence"].labels(models=models).observe(float(result["confidence"]))
 
 
 class QueueDepthCollector:

@@ -4,6 +4,10 @@ Output naming: with one input file and ``-o`` ending in an image extension, that
 folder, the inputs' relative paths inside it; without ``-o``, ``NAME.cutout.EXT`` beside each input
 (an input is never overwritten); stdin (``-``) goes to stdout unless ``-o`` names a file. A failed file
 is reported and skipped; the exit code is 1 when anything failed.
+
+The end-of-run summary lists the cutouts flagged for review (confidence below ``--review-below``, by
+default CLEARCUT_REVIEW_BELOW), lowest confidence first; ``--review-list FILE`` also writes their input
+paths there, one per line (an empty file when none is flagged).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from clearcut import config
 from clearcut.errors import ClearcutError
 from clearcut.options import FORMATS, Options, parse
 
@@ -36,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--crop-margin", help="margin around the crop: 30px, 10%%, '10px 20px'")
     p.add_argument("--despill", action="store_true", help="reduce green-screen spill")
     p.add_argument("--model", help="quality, fast, or a model name (default: CLEARCUT_DEFAULT_MODEL)")
+    p.add_argument("--review-below", help="flag cutouts whose confidence is below this (0-1; default: "
+                                           "CLEARCUT_REVIEW_BELOW)")
+    p.add_argument("--review-list", metavar="FILE", help="write the flagged inputs' paths to FILE, one per line")
     p.add_argument("--workers", type=int, default=1, help="images processed in parallel")
     p.set_defaults(func=run)
 
@@ -43,7 +51,7 @@ def register(sub) -> None:
 def _options(args) -> Options:
     return parse({"format": args.format, "channels": args.channels, "size": args.size,
                   "bg_color": args.bg_color, "crop": args.crop, "crop_margin": args.crop_margin,
-                  "despill": args.despill, "model": args.model})
+                  "despill": args.despill, "model": args.model, "review_below": args.review_below})
 
 
 def plan(inputs: list[str], output: str | None, extension: str) -> list[Job]:
@@ -107,13 +115,17 @@ def run(args) -> int:
     if len(jobs) > 1:  # a batch reuses each image's buffers for the next
         retain_freed_memory()
     failures: list[tuple[Job, str]] = []
+    flagged: list[tuple[float, Job]] = []
+    threshold = options.review_below if options.review_below is not None else config.get("CLEARCUT_REVIEW_BELOW")
     with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool, \
             tqdm(total=len(jobs), unit="img", disable=len(jobs) < 2, file=sys.stderr) as bar:
         futures = {pool.submit(_process, job, options): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
             try:
-                future.result()
+                score = future.result().get("confidence")
+                if score is not None and score < threshold:
+                    flagged.append((score, job))
             except ClearcutError as exc:
                 failures.append((job, f"{exc.code}: {exc.message}"))
             except OSError as exc:
@@ -121,5 +133,11 @@ def run(args) -> int:
             bar.update()
     for job, reason in failures:
         print(f"failed: {job.source or '<stdin>'}: {reason}", file=sys.stderr)
-    print(f"{len(jobs) - len(failures)} succeeded, {len(failures)} failed", file=sys.stderr)
+    flagged.sort(key=lambda item: item[0])
+    for score, job in flagged:
+        print(f"review: {job.source or '<stdin>'} (confidence {score:.2f})", file=sys.stderr)
+    print(f"{len(jobs) - len(failures)} succeeded, {len(failures)} failed, {len(flagged)} to review "
+          f"(confidence below {threshold:g})", file=sys.stderr)
+    if args.review_list:
+        Path(args.review_list).write_text("".join(f"{job.source or '-'}\n" for _, job in flagged))
     return 1 if failures else 0

@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -87,6 +87,11 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict | None] = mapped_column(JSON)  # pipeline metadata: size, boxes, models, timings
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Review queue: the cutout's confidence (estimated IoU, clearcut.pipeline.confidence), whether it is
+    # below the job's review threshold, and when someone accepted it (which clears needs_review)
+    confidence: Mapped[float | None] = mapped_column(Float, index=True)
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
+    accepted_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

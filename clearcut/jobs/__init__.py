@@ -12,10 +12,10 @@ from clearcut.jobs.processing import claim, finish_failed, hold_for_retry, proce
 from clearcut.jobs.replays import Replay, replay
 from clearcut.jobs.results import (ACTIVE, EXTENSIONS, STATUSES, TERMINAL, options_from_row, output_key,
                                    result_key, store_original)
-from clearcut.jobs.submission import (Submission, cancel, decode_cursor, encode_cursor, get, list_jobs, submit,
+from clearcut.jobs.submission import (Submission, accept, cancel, decode_cursor, encode_cursor, get, list_jobs, submit,
                                       submit_pending)
 
-__all__ = ["ACTIVE", "EXTENSIONS", "STATUSES", "TERMINAL", "Replay", "Submission", "cancel", "check_batch_complete",
+__all__ = ["ACTIVE", "EXTENSIONS", "STATUSES", "TERMINAL", "Replay", "Submission", "accept", "cancel", "check_batch_complete",
            "claim", "decode_cursor", "encode_cursor", "finish_failed", "get", "hold_for_retry", "list_jobs",
            "options_from_row", "output_key", "process", "replay", "result_key", "store_original", "submit",
            "submit_pending"]

@@ -17,7 +17,7 @@ from clearcut.db.models import Account, ApiKey, Asset, Batch, Job, new_id, utcno
 from clearcut.errors import ClearcutError, NotFound
 from clearcut.jobs.events import counts
 from clearcut.jobs.replays import Replay, replay as replay_job
-from clearcut.jobs.results import TERMINAL, deadline, result_key
+from clearcut.jobs.results import STATUSES, TERMINAL, deadline, result_key
 from clearcut.options import parse, parse_bool
 from clearcut.pipeline.encode import CONTENT_TYPES
 
@@ -163,7 +163,7 @@ def progress(ctx: Context, batch: Batch) -> dict:
         finished_since, last = session.execute(
             select(func.count(), func.max(Job.finished_at)).where(
                 Job.batch_id == batch.id, Job.status.in_(TERMINAL), Job.finished_at >= started)).one()
-    total = sum(tally.values())
+    total = sum(tally[s] for s in STATUSES)
     done = sum(tally[s] for s in TERMINAL)
     end = _aware(last) if batch.status == "completed" and last else utcnow()
     elapsed = max((end - started).total_seconds(), 1e-3)

@@ -45,10 +45,13 @@ def check_batch_complete(ctx: Context, batch_id: str | None) -> list[str]:
 
 
 def counts(session: Session, batch_id: str) -> dict[str, int]:
-    """The batch's jobs by status (a GROUP BY, so the counts cannot drift)."""
+    """The batch's jobs by status (a GROUP BY, so the counts cannot drift), and ``needs_review``: its
+    succeeded jobs flagged for review (a subset of ``succeeded``)."""
     found = dict(session.execute(select(Job.status, func.count()).where(Job.batch_id == batch_id)
                                  .group_by(Job.status)).all())
-    return {status: int(found.get(status, 0)) for status in STATUSES}
+    flagged = session.scalar(select(func.count()).select_from(Job).where(
+        Job.batch_id == batch_id, Job.status == "succeeded", Job.needs_review.is_(True)))
+    return {**{status: int(found.get(status, 0)) for status in STATUSES}, "needs_review": int(flagged or 0)}
 
 
 def batch_payload(batch: Batch, tally: dict[str, int], base: str) -> dict:

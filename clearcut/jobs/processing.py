@@ -19,7 +19,7 @@ from clearcut.errors import ClearcutError
 from clearcut.jobs.events import check_batch_complete, on_terminal
 from clearcut.jobs.leases import claimable, held, lease_until
 from clearcut.jobs.results import (ACTIVE, attach_result, cached, charge, deadline, finish_from_cache,
-                                   options_from_row, result_key, store_original, write_output)
+                                   options_from_row, result_key, review_values, store_original, write_output)
 
 
 def claim(ctx: Context, job_id: str, owner: str | None = None) -> Job | None:
@@ -108,7 +108,8 @@ def _run(ctx: Context, job: Job) -> str:
         done = session.execute(
             update(Job).where(Job.id == job_id, Job.status == "processing")
             .values(status="succeeded", result=result.metadata, finished_at=utcnow(), error_code=None,
-                    error_message=None, error_status=None, cache_hit=False, timings=timings)
+                    error_message=None, error_status=None, cache_hit=False, timings=timings,
+                    **review_values(ctx, job.options, result.metadata))
         ).rowcount
         if done:
             row = session.get(Job, job_id)

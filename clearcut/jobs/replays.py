@@ -49,6 +49,7 @@ def replay(ctx: Context, account_id: str, job_id: str, options: Options | None =
             input_asset_id=original.id if original is not None else None, error_code=None, error_message=None,
             error_status=None, started_at=None, finished_at=None, canceled_at=None, attempts=0, sweeps=0,
             replays=Job.replays + 1, queued_at=utcnow(), deadline_at=deadline(ctx), cache_hit=False, timings=None,
+            confidence=None, needs_review=False, accepted_at=None,
             input_spec={**(job.input_spec or {}), "cache": use_cache} if job.input_spec else None))
         if not result.rowcount:
             raise ClearcutError(f"job {job_id} changed state while replaying; retry", code="job_not_finished",

@@ -31,7 +31,7 @@ def options_from_row(data: dict) -> Options:
     values = dict(data)
     margin = values.pop("crop_margin", None) or {}
     options = parse({k: v for k, v in values.items() if k in ("format", "channels", "size", "crop", "bg_color",
-                                                              "despill", "model")})
+                                                              "despill", "model", "review_below")})
     if margin:
         options = options.with_(crop_margin=Margin(**margin))
     return options
@@ -43,7 +43,7 @@ def result_key(original_sha256: str, options: Options) -> str:
     from clearcut.pipeline.segment import resolve_models
 
     models = [(name, spec(name).version) for name in resolve_models(options.model)]
-    material = json.dumps({"original": original_sha256, "options": options.normalised(), "models": models,
+    material = json.dumps({"original": original_sha256, "options": options.cutout_key(), "models": models,
                            "pipeline": REVISION}, sort_keys=True)
     return f"results/{hashlib.sha256(material.encode()).hexdigest()}.{EXTENSIONS[options.format]}"
 
@@ -88,10 +88,22 @@ def deadline(ctx: Context) -> datetime:
     return utcnow() + timedelta(seconds=ctx.setting("CLEARCUT_JOB_DEADLINE_S"))
 
 
+def review_values(ctx: Context, options: dict, metadata: dict | None) -> dict:
+    """The review columns of a job that finishes with ``metadata``: its confidence, and needs_review when
+    that is below the job's ``review_below`` (else CLEARCUT_REVIEW_BELOW); a new result is unaccepted."""
+    score = (metadata or {}).get("confidence")
+    threshold = options.get("review_below")
+    if threshold is None:
+        threshold = ctx.setting("CLEARCUT_REVIEW_BELOW")
+    return {"confidence": score, "needs_review": score is not None and score < threshold, "accepted_at": None}
+
+
 def finish_from_cache(ctx: Context, session: Session, job: Job, hit: Job) -> None:
     """Finish ``job`` with the result of the identical finished job ``hit`` (no worker runs)."""
     now = utcnow()
     job.status, job.cache_hit, job.result = "succeeded", True, hit.result
+    for name, value in review_values(ctx, job.options, hit.result).items():
+        setattr(job, name, value)
     job.started_at = job.finished_at = now
     job.error_code = job.error_message = job.error_status = None
     attach_result(ctx, session, job, job.result_key, hit.result or {}, size=None)

@@ -94,6 +94,19 @@ def cancel(ctx: Context, account_id: str, job_id: str) -> Job:
     return get(ctx, account_id, job_id)
 
 
+def accept(ctx: Context, account_id: str, job_id: str) -> Job:
+    """Accept a succeeded job's cutout after review: clears ``needs_review`` and records when (a later
+    replay makes a new cutout, flagged or not by its own confidence)."""
+    job = get(ctx, account_id, job_id)
+    with ctx.db.begin() as session:
+        done = session.execute(update(Job).where(Job.id == job_id, Job.status == "succeeded")
+                               .values(needs_review=False, accepted_at=utcnow())).rowcount
+    if not done:
+        raise ClearcutError(f"job {job_id} is {job.status}; only a succeeded job's cutout can be accepted",
+                            code="job_not_finished", status=409, job_status=job.status)
+    return get(ctx, account_id, job_id)
+
+
 def encode_cursor(created_at: datetime, job_id: str) -> str:
     raw = json.dumps([_naive(created_at).isoformat(), job_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -115,9 +128,15 @@ def _naive(value: datetime) -> datetime:
 
 def list_jobs(ctx: Context, account_id: str, *, statuses: list[str] | None = None, batch_id: str | None = None,
               created_after: datetime | None = None, created_before: datetime | None = None, limit: int = 50,
-              cursor: str | None = None) -> tuple[list[Job], str | None]:
-    """A page of the account's jobs, newest first (keyset pagination on (created_at, id))."""
+              cursor: str | None = None, needs_review: bool | None = None,
+              confidence_below: float | None = None) -> tuple[list[Job], str | None]:
+    """A page of the account's jobs, newest first (keyset pagination on (created_at, id)); the review
+    queue is ``needs_review=True``, and ``confidence_below`` keeps succeeded jobs scored below it."""
     query = select(Job).where(Job.account_id == account_id)
+    if needs_review is not None:
+        query = query.where(Job.needs_review.is_(needs_review))
+    if confidence_below is not None:
+        query = query.where(Job.confidence < confidence_below)
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if batch_id:

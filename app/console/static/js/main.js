@@ -1,4 +1,4 @@
-// Shell and hash router: #/try, #/batches, #/batches/<id>, #/jobs, #/jobs/<id>, #/usage.
+// Shell and hash router: #/try, #/batches, #/batches/<id>, #/jobs, #/jobs/<id>, #/review, #/usage.
 import { api, auth } from "./api.js";
 import { clear } from "./ui.js";
 import * as signin from "./pages/signin.js";
@@ -8,6 +8,7 @@ import * as batch from "./pages/batch.js";
 import * as jobs from "./pages/jobs.js";
 import * as job from "./pages/job.js";
 import * as usage from "./pages/usage.js";
+import * as review from "./pages/review.js";
 
 const ROUTES = [
   [/^\/?$/, tryPage, "try"],
@@ -16,6 +17,7 @@ const ROUTES = [
   [/^\/batches\/([\w-]+)$/, batch, "batches"],
   [/^\/jobs$/, jobs, "jobs"],
   [/^\/jobs\/([\w-]+)$/, job, "jobs"],
+  [/^\/review$/, review, "review"],
   [/^\/usage$/, usage, "usage"],
 ];
 
