@@ -52,6 +52,14 @@ from clearcut.local.services import (LOCALHOST, SeaweedPorts, free_port, spawn, 
                                      start_seaweedfs, start_valkey, stop_process_group, wait_until)
 
 TERMINAL = ("succeeded", "failed", "canceled")
+BIG_QUEUE = "big"   # a worker of its own runs the 24 MP job beside each fault
+
+
+def overrides(args) -> dict:
+    """Settings the command line changes; everything else (lease, sweeper, deadline, limits) is default."""
+    named = {"CLEARCUT_SWEEP_INTERVAL_S": args.sweep_s, "CLEARCUT_JOB_DEADLINE_S": args.deadline_s,
+             "CLEARCUT_JOB_LEASE_S": args.lease_s}
+    return {name: str(value) for name, value in named.items() if value is not None}
 
 
 def log(message: str) -> None:
@@ -105,6 +113,7 @@ class Stack:
         self.dir, self.args = workdir, args
         self.pg = self.valkey = self.s3 = None
         self.workers: list[subprocess.Popen] = []
+        self.side: list[subprocess.Popen] = []   # the worker of the 24 MP job beside the faults
         self.beat = self.api = None
         self.api_port = free_port()
         self.redis_port = free_port()
@@ -127,11 +136,10 @@ class Stack:
             "CLEARCUT_MODEL_DIR": str(config.get("CLEARCUT_MODEL_DIR")),
             "CLEARCUT_DEFAULT_MODEL": "u2netp", "CLEARCUT_LOG_FORMAT": "text",
             "CLEARCUT_URL_ALLOWLIST": "127.0.0.1", "CLEARCUT_RATE_LIMIT_PER_MINUTE": "0",
-            "CLEARCUT_SWEEP_INTERVAL_S": str(self.args.sweep_s), "CLEARCUT_JOB_DEADLINE_S": str(self.args.deadline_s),
-            "CLEARCUT_JOB_MAX_ATTEMPTS": "5", "CLEARCUT_SYNC_TIMEOUT_S": "30",
+            **overrides(self.args),
             "CLEARCUT_WEBHOOK_BACKOFF_S": "0,2,2,2,2,2,2,2,2,2,2,2", "CLEARCUT_WEBHOOK_JITTER": "0",
             "CLEARCUT_WEBHOOK_TIMEOUT_S": "2", "CLEARCUT_PUBLIC_URL": self.url,
-            "CLEARCUT_ORT_THREADS": "1", "CLEARCUT_TASK_SOFT_TIME_LIMIT": "60", "CLEARCUT_TASK_TIME_LIMIT": "90",
+            "CLEARCUT_ORT_THREADS": "1",
         }
         from clearcut.db import upgrade
 
@@ -171,14 +179,15 @@ class Stack:
         wait_until(probe, timeout=60, what="PostgreSQL (restart)")
 
     # ---- app processes
-    def start_worker(self, extra: dict | None = None, name: str | None = None) -> subprocess.Popen:
+    def start_worker(self, extra: dict | None = None, name: str | None = None,
+                     queues: str = "cpu,batch,webhooks") -> subprocess.Popen:
         name = name or f"rel-{uuid.uuid4().hex[:6]}"
         logfile = self.dir / "logs" / f"{name}.log"
-        proc = spawn([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "cpu,batch,webhooks",
+        proc = spawn([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queues,
                       "--concurrency", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
                       "--loglevel", "INFO"], env={**self.env, **(extra or {})}, cwd=ROOT, log_path=logfile)
         proc.log_path = logfile
-        self.workers.append(proc)
+        (self.workers if queues != BIG_QUEUE else self.side).append(proc)
         return proc
 
     def start_beat(self) -> None:
@@ -212,7 +221,7 @@ class Stack:
             return accounts.create_key(session, account)[1]
 
     def stop(self) -> None:
-        for proc in [self.api, self.beat, *self.workers]:
+        for proc in [self.api, self.beat, *self.workers, *self.side]:
             if proc is not None and proc.poll() is None:
                 stop_process_group(proc, timeout=10)
         for service in (self.s3, self.valkey, self.pg):
@@ -266,8 +275,9 @@ def submit_jobs(stack: Stack, key: str, n: int, seed: int, extra: dict | None = 
     return flight
 
 
-def settle(stack: Stack, key: str, flight: Flight, timeout: float) -> dict:
-    """Wait until every job is terminal (or ``timeout``), then count lost/duplicated/stuck/wrong."""
+def settle(stack: Stack, key: str, flight: Flight, timeout: float, fault_at: float | None = None) -> dict:
+    """Wait until every job is terminal (or ``timeout``), then count lost/duplicated/stuck/wrong, and
+    (with ``fault_at``, a time.time()) the seconds from the fault to each job's success that came after it."""
     from sqlalchemy import func, select
 
     from clearcut.db import sessionmaker_for
@@ -275,12 +285,13 @@ def settle(stack: Stack, key: str, flight: Flight, timeout: float) -> dict:
 
     db = sessionmaker_for(stack.pg.url)
     deadline = time.monotonic() + timeout
-    rows = {}
+    rows, finished = {}, []
     while time.monotonic() < deadline:
         try:
             with db() as session:
-                rows = {j.id: (j.status, j.error_code, j.attempts) for j in
-                        session.scalars(select(Job).where(Job.id.in_(list(flight.ids))))}
+                found = list(session.scalars(select(Job).where(Job.id.in_(list(flight.ids)))))
+                rows = {j.id: (j.status, j.error_code, j.attempts) for j in found}
+                finished = [j.finished_at.timestamp() for j in found if j.status == "succeeded" and j.finished_at]
             if len(rows) == len(flight.ids) and all(s in TERMINAL for s, _, _ in rows.values()):
                 break
         except Exception:  # noqa: BLE001 - the database may be the thing that is down
@@ -302,7 +313,9 @@ def settle(stack: Stack, key: str, flight: Flight, timeout: float) -> dict:
             if r.status_code != 200 or iou(r.content, flight.ids[job_id]) < 0.8:
                 wrong += 1
     redelivered = sum(1 for _, _, a in rows.values() if a and a > 1)
-    return {"jobs": len(flight.ids), "lost": lost, "duplicated": duplicated, "stuck": stuck, "wrong": wrong,
+    recovery = sorted(t - fault_at for t in finished if t > fault_at) if fault_at is not None else []
+    return {"recovery_p50_s": round(statistics.median(recovery), 1) if recovery else None,
+            "recovery_max_s": round(max(recovery), 1) if recovery else None, "recovered_jobs": len(recovery),"jobs": len(flight.ids), "lost": lost, "duplicated": duplicated, "stuck": stuck, "wrong": wrong,
             "failed_codes": failed_codes, "redelivered": redelivered,
             "submit_retries": len(flight.submit_errors), "submit_errors": sorted(set(map(str, flight.submit_errors)))}
 
@@ -327,16 +340,93 @@ def processing_started(stack: Stack, ids, timeout=60) -> bool:
 # faults
 
 
-def fault_worker_signal(stack, key, args, sig) -> dict:
+class Beside:
+    """A 24 MP cutout (the ``quality`` preset, one ORT thread) on a worker of its own while a fault hits the
+    others: it must finish once, never re-enqueued or taken over (a slow job, not a lost one)."""
+
+    def __init__(self, stack: Stack, key: str, seed: int):
+        from PIL import Image
+
+        from clearcut import accounts, jobs
+        from clearcut.context import Context
+        from clearcut.db import sessionmaker_for
+        from clearcut.options import parse
+        from worker.celery_app import create_celery
+
+        rng = np.random.default_rng(seed)
+        pixels = rng.integers(0, 255, (4000, 6000, 3), dtype=np.uint8)
+        pixels[1000:3000, 2000:4000] = (200, 30, 40)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+        self.stack, ctx = stack, Context.from_env(stack.env)
+        with sessionmaker_for(stack.pg.url).begin() as session:
+            account = accounts.get_or_create_account(session, "reliability-beside")
+        self.job_id = jobs.submit(ctx, account, None, buffer.getvalue(), "image/jpeg", parse({"model": "quality"}),
+                                  use_cache=False, queue=BIG_QUEUE).job.id
+        app = create_celery(environ=stack.env)
+        app.send_task("clearcut.process_job", args=[self.job_id], queue=BIG_QUEUE)
+        app.close()
+        processing_started(stack, [self.job_id], timeout=120)
+
+    def result(self, timeout: float = 300) -> dict:
+        from clearcut.db import sessionmaker_for
+        from clearcut.db.models import Job, Usage
+        from sqlalchemy import func, select
+
+        db = sessionmaker_for(self.stack.pg.url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with db() as session:
+                row = session.get(Job, self.job_id)
+                if row.status in TERMINAL:
+                    break
+            time.sleep(1)
+        with db() as session:
+            row = session.get(Job, self.job_id)
+            usage = session.scalar(select(func.count()).select_from(Usage).where(Usage.job_id == self.job_id))
+        seconds = (row.finished_at - row.started_at).total_seconds() if row.finished_at else None
+        return {"status": row.status, "attempts": row.attempts, "sweeps": row.sweeps, "usage_rows": usage,
+                "seconds": round(seconds, 1) if seconds else None,
+                "unharmed": row.status == "succeeded" and row.attempts == 1 and row.sweeps == 0 and usage == 1}
+
+
+def sync_request(stack, key, seed: int, out: dict) -> threading.Thread:
+    """A ``POST /v2`` caught in the fault: records its status and how long it waited."""
+    data, mask = scene(seed)
+
+    def run():
+        t0 = time.monotonic()
+        try:
+            r = requests.post(stack.url + "/v2", headers={"x-api-key": key}, files={"image_file": ("s.png", data)},
+                              data={"cache": "false"}, timeout=120)
+            out.update(status=r.status_code, ok=r.status_code == 200 and iou(r.content, mask) > 0.8)
+        except requests.RequestException as exc:
+            out.update(status=type(exc).__name__, ok=False)
+        out["seconds"] = round(time.monotonic() - t0, 1)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def fault_worker_signal(stack, key, args, sig, group: bool = False) -> dict:
     worker = stack.workers[-1]
-    flight = submit_jobs(stack, key, args.jobs, seed=int(sig) * 7)
+    flight = submit_jobs(stack, key, args.jobs, seed=int(sig) * 7 + group)
     started = processing_started(stack, flight.ids)
+    sync: dict = {}
+    fault_at = time.time()
     if sig == signal.SIGKILL:
-        for pid in [worker.pid, *pool_children(worker)]:   # the node and its pool: mid-inference
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        beside = Beside(stack, key, seed=int(sig) + group)
+        waiting = sync_request(stack, key, 8000 + group, sync)
+        time.sleep(0.5)
+        fault_at = time.time()
+        if group:
+            os.killpg(worker.pid, signal.SIGKILL)            # a lost node: the whole process group at once
+        else:
+            for pid in [worker.pid, *pool_children(worker)]:   # every worker process: mid-inference
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         worker.wait(10)
     else:
         os.killpg(worker.pid, signal.SIGTERM)               # warm shutdown: finish the current job
@@ -345,19 +435,37 @@ def fault_worker_signal(stack, key, args, sig) -> dict:
         except subprocess.TimeoutExpired:
             stop_process_group(worker, timeout=5)
     stop_process_group(worker, timeout=2)
-    replacement = stack.start_worker()
+    replacement = stack.start_worker()   # what the supervisor does: a worker is available again
     stack.wait_worker_ready(replacement)
-    return {"injected_mid_job": started, **settle(stack, key, flight, args.settle_s)}
+    result = {"injected_mid_job": started, **settle(stack, key, flight, args.settle_s, fault_at)}
+    if sig == signal.SIGKILL:
+        waiting.join(150)
+        result["sync_request"] = sync
+        result["beside_24mp"] = beside.result()
+        result["survived"] = (result["lost"] == result["duplicated"] == result["stuck"] == result["wrong"] == 0
+                              and result["beside_24mp"]["unharmed"] and sync.get("ok", False))
+    return result
 
 
-def fault_redis(stack, key, args, persist: bool) -> dict:
+def fault_redis(stack, key, args, persist: bool, flush: bool = False) -> dict:
     if stack.redis_persist != persist:   # switch mode first (not counted as the fault)
         stack.restart_redis(persist)
         time.sleep(3)
-    flight = submit_jobs(stack, key, args.jobs, seed=31 if persist else 37)
+    flight = submit_jobs(stack, key, args.jobs, seed=(31 if persist else 37) + 2 * flush)
     processing_started(stack, flight.ids)
-    stack.restart_redis(persist, down_s=3)
-    return settle(stack, key, flight, args.settle_s)
+    beside = Beside(stack, key, seed=40 + persist + 2 * flush)
+    fault_at = time.time()
+    if flush:   # every message, binding and key gone while every client stays connected
+        import redis
+
+        redis.Redis(host=LOCALHOST, port=stack.redis_port).flushdb()
+    else:
+        stack.restart_redis(persist, down_s=3)
+    result = settle(stack, key, flight, args.settle_s, fault_at)
+    result["beside_24mp"] = beside.result()
+    result["survived"] = (result["lost"] == result["duplicated"] == result["stuck"] == result["wrong"] == 0
+                          and result["beside_24mp"]["unharmed"])
+    return result
 
 
 def fault_s3_threaded(stack, key, args) -> dict:
@@ -483,7 +591,7 @@ def fault_dev_supervisor(args, workdir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCUT_")}
     env.update({"CLEARCUT_DEFAULT_MODEL": "u2netp", "CLEARCUT_LOG_FORMAT": "text",
                 "CLEARCUT_MODEL_DIR": str(config.get("CLEARCUT_MODEL_DIR")),
-                "CLEARCUT_SWEEP_INTERVAL_S": str(args.sweep_s), "CLEARCUT_JOB_DEADLINE_S": str(args.deadline_s),
+                **overrides(args),
                 "CLEARCUT_ORT_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     out = workdir / "dev.out"
     proc = spawn([str(Path(sys.executable).parent / "clearcut"), "dev", "--data-dir", str(data), "--api-port", str(api_port),
@@ -672,8 +780,9 @@ def main() -> int:
     parser.add_argument("--load-s", type=float, default=60, help="load duration (full scale: 120)")
     parser.add_argument("--soak", type=int, default=400, help="sequential soak requests (full scale: 5000)")
     parser.add_argument("--s3-down", type=float, default=30)
-    parser.add_argument("--sweep-s", type=float, default=5)
-    parser.add_argument("--deadline-s", type=float, default=20)
+    parser.add_argument("--sweep-s", type=float, default=None, help="CLEARCUT_SWEEP_INTERVAL_S (default: the default)")
+    parser.add_argument("--deadline-s", type=float, default=None, help="CLEARCUT_JOB_DEADLINE_S (default: the default)")
+    parser.add_argument("--lease-s", type=float, default=None, help="CLEARCUT_JOB_LEASE_S (default: the default)")
     parser.add_argument("--settle-s", type=float, default=150, help="deadline for jobs to become terminal")
     parser.add_argument("--api-threads", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="smaller everything (a smoke run)")
@@ -693,14 +802,19 @@ def main() -> int:
         stack.start_api()
         stack.start_beat()
         stack.wait_worker_ready(stack.start_worker())
+        stack.wait_worker_ready(stack.start_worker(queues=BIG_QUEUE, name="rel-beside"))
         key = stack.key("reliability")
         log(f"stack ready at {stack.url} (work dir {workdir})")
         if "faults" in only:
             faults = [
-                ("worker SIGKILL mid-inference", lambda: fault_worker_signal(stack, key, args, signal.SIGKILL)),
+                ("worker SIGKILL, every process, mid-inference",
+                 lambda: fault_worker_signal(stack, key, args, signal.SIGKILL)),
+                ("worker SIGKILL, whole process group (node lost)",
+                 lambda: fault_worker_signal(stack, key, args, signal.SIGKILL, group=True)),
                 ("worker SIGTERM (warm shutdown)", lambda: fault_worker_signal(stack, key, args, signal.SIGTERM)),
                 ("Redis restart, persistence on", lambda: fault_redis(stack, key, args, True)),
                 ("Redis restart, persistence off", lambda: fault_redis(stack, key, args, False)),
+                ("Redis FLUSHDB, clients connected", lambda: fault_redis(stack, key, args, False, flush=True)),
                 (f"S3 down {args.s3_down:g} s under load", lambda: fault_s3_threaded(stack, key, args)),
                 ("PostgreSQL restart", lambda: fault_postgres(stack, key, args)),
                 ("webhook receiver down/slow/500/healthy", lambda: fault_webhooks(stack, key, args)),
@@ -745,11 +859,19 @@ def main() -> int:
 def print_table(report: dict) -> None:
     faults = report.get("faults", {})
     if faults:
-        print("\n| fault | jobs | lost | dup | stuck | wrong | redelivered | survived |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        print("\n| fault | jobs | lost | dup | stuck | wrong | redelivered | recovery p50 / max (s) | 24 MP beside "
+              "| sync POST /v2 | survived |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
         for name, r in faults.items():
+            recovery = (f"{r['recovery_p50_s']} / {r['recovery_max_s']}" if r.get("recovery_max_s") is not None
+                        else "-")
+            big = r.get("beside_24mp")
+            big = (f"{'unharmed' if big['unharmed'] else 'HARMED'} ({big['seconds']} s, {big['attempts']} attempt)"
+                   if big else "-")
+            sync = r.get("sync_request")
+            sync = f"{sync.get('status')} after {sync.get('seconds')} s" if sync else "-"
             print(f"| {name} | {r.get('jobs', 0)} | {r['lost']} | {r['duplicated']} | {r['stuck']} | {r['wrong']} | "
-                  f"{r.get('redelivered', '-')} | {'yes' if r['survived'] else 'NO'} |")
+                  f"{r.get('redelivered', '-')} | {recovery} | {big} | {sync} | {'yes' if r['survived'] else 'NO'} |")
     print()
     if faults:
         print(f"faults survived: {sum(r['survived'] for r in faults.values())}/{len(faults)} injected")
