@@ -30,9 +30,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import quality  # noqa: E402
+from benchmarks import quality  # noqa: E402
 from clearcut import config  # noqa: E402
 from clearcut.pipeline import confidence as conf  # noqa: E402
 from clearcut.pipeline import refine, segment  # noqa: E402

@@ -106,6 +106,16 @@ def wait_job(client, key, job_id, statuses=("succeeded", "failed", "canceled"), 
     return wait_for(probe, timeout, what=f"job {job_id} to reach {statuses}")
 
 
+def serving(*handlers):
+    """Yield a ``Server`` per handler class (for a module fixture), closing them afterwards."""
+    servers = [Server(handler) for handler in handlers]
+    try:
+        yield tuple(servers)
+    finally:
+        for server in servers:
+            server.close()
+
+
 class Server:
     """A ThreadingHTTPServer on 127.0.0.1 with a handler class; ``url`` is its base URL."""
 
@@ -122,6 +132,24 @@ class Server:
 class Quiet(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+    def reply(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Recorder(Quiet):
+    """Answers every POST with 204 and records (headers, body); subclasses give their own ``received``."""
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
 
 
 @pytest.fixture(scope="module")

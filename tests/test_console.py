@@ -76,14 +76,8 @@ class ImageHost(support.Quiet):
         self.wfile.write(body)
 
 
-class Receiver(support.Quiet):
+class Receiver(support.Recorder):
     received: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append((dict(self.headers), body))
-        self.send_response(204)
-        self.end_headers()
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +130,7 @@ def live(env, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers():
-    host, receiver = support.Server(ImageHost), support.Server(Receiver)
-    yield host, receiver
-    host.close()
-    receiver.close()
+    yield from support.serving(ImageHost, Receiver)
 
 
 @pytest.fixture(scope="module")

@@ -17,29 +17,20 @@ from tests.async_support import env, stack  # noqa: E402,F401 - shared module fi
 
 class ImageHost(support.Quiet):
     def do_GET(self):  # noqa: N802 - http.server API
-        body = support.scene_png(96, 64, 12 + int(self.path.strip("/").split(".")[0]) % 8)
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(200, support.scene_png(96, 64, 12 + int(self.path.strip("/").split(".")[0]) % 8), "image/png")
 
 
-class Receiver(support.Quiet):
+class Receiver(support.Recorder):
     received: list = []
 
-    def do_POST(self):  # noqa: N802
-        type(self).received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
+    @classmethod
+    def events(cls) -> list[dict]:
+        return [json.loads(body) for _, body in cls.received]
 
 
 @pytest.fixture(scope="module")
 def servers():
-    host, receiver = support.Server(ImageHost), support.Server(Receiver)
-    yield host, receiver
-    host.close()
-    receiver.close()
+    yield from support.serving(ImageHost, Receiver)
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +116,13 @@ def test_batch_counts_and_webhook_payloads(stack, key, env, servers):
     done = support.wait_for(lambda: (b := client.get(f"/v2/batches/{bid}", headers={"x-api-key": key}).get_json())
                             ["status"] == "completed" and b, 120, 0.3, "batch to complete")
     assert done["counts"]["succeeded"] == 6 and done["counts"]["needs_review"] == 3 and done["total"] == 6
-    completed = support.wait_for(lambda: next((e for e in Receiver.received if e["type"] == "batch.completed"
+    completed = support.wait_for(lambda: next((e for e in Receiver.events() if e["type"] == "batch.completed"
                                                and e["data"]["id"] == bid), None), 60, 0.2, "batch webhook")
     assert completed["data"]["counts"]["needs_review"] == 3
     image = support.scene_png(96, 64, 21)
     for below, expected in (("1", True), ("0", False)):
         job = _job(client, key, image, review_below=below, webhook_url=f"{receiver.url}/hooks")
-        event = support.wait_for(lambda: next((e for e in Receiver.received if e["data"].get("id") == job["id"]),
+        event = support.wait_for(lambda: next((e for e in Receiver.events() if e["data"].get("id") == job["id"]),
                                               None), 60, 0.2, "job webhook")
         assert event["type"] == "job.succeeded" and event["data"]["needs_review"] is expected
         assert event["data"]["confidence"] == job["result"]["confidence"]
