@@ -122,12 +122,13 @@ def test_sigkill_of_every_worker_process_mid_job_and_mid_batch(env, tmp_path):
     hooks = support.Server(Hooks)
     Hooks.seen = []
     big = encode_image(synthetic_scene(2400, 1800, 600)[0], "PNG", compress_level=1)
-    job_id = _submit(ctx, account, big, webhook_url=hooks.url + "/hook")
-    items = _batch(ctx, account, [encode_image(synthetic_scene(1600, 1200, 380 + i)[0], "PNG") for i in range(3)])
-    ids = [job_id, *items]
+    images = [encode_image(synthetic_scene(1600, 1200, 380 + i)[0], "PNG") for i in range(3)]
     try:
         with beat(env, tmp_path):
             with support.worker(env, tmp_path, queues="cpu,batch,webhooks", concurrency=2) as (first, app):
+                job_id = _submit(ctx, account, big, webhook_url=hooks.url + "/hook")
+                items = _batch(ctx, account, images)
+                ids = [job_id, *items]
                 send_jobs(app, [(job_id, "cpu", 5), *[(i, "batch", 5) for i in items]])
                 support.wait_for(lambda: sum(r.status == "processing" for r in _rows(ctx, ids).values()) >= 2,
                                  120, 0.05, "two jobs running")
@@ -196,9 +197,10 @@ def test_a_slow_job_is_never_stolen_and_a_hung_one_ends(env, tmp_path):
     ctx = support.context(env)
     account = _account(ctx, "recovery-slow")
     env = {**env, "CLEARCUT_JOB_LEASE_S": "1", "CLEARCUT_SWEEP_INTERVAL_S": "0.5"}
-    slow = jobs.submit(ctx, account, None, encode_image(synthetic_scene(6000, 4000, 1500)[0], "PNG", compress_level=1),
-                       "image/png", parse({"model": "quality"}), use_cache=False).job.id
+    big = encode_image(synthetic_scene(6000, 4000, 1500)[0], "PNG", compress_level=1)
     with beat(env, tmp_path), support.worker(env, tmp_path, queues="cpu,batch,webhooks", concurrency=2) as (_, app):
+        # recorded only now: a queued row without a message for a lease would rightly count as lost
+        slow = jobs.submit(ctx, account, None, big, "image/png", parse({"model": "quality"}), use_cache=False).job.id
         send_jobs(app, [(slow, "cpu", 5)])
         support.wait_for(lambda: _all(ctx, [slow]), 300, 0.2, "the 24 MP job")
     row = _assert_once_in_effect(ctx, [slow], max_attempts=1)[slow]
@@ -208,9 +210,9 @@ def test_a_slow_job_is_never_stolen_and_a_hung_one_ends(env, tmp_path):
 
     hung_env = {**env, "CLEARCUT_TASK_SOFT_TIME_LIMIT": "1", "CLEARCUT_TASK_TIME_LIMIT": "30",
                 "CLEARCUT_JOB_MAX_ATTEMPTS": "2"}
-    hung = jobs.submit(ctx, account, None, encode_image(synthetic_scene(6000, 4000, 1400)[0], "PNG", compress_level=1),
-                       "image/png", parse({"model": "quality"}), use_cache=False).job.id
+    big = encode_image(synthetic_scene(6000, 4000, 1400)[0], "PNG", compress_level=1)
     with beat(hung_env, tmp_path), support.worker(hung_env, tmp_path, queues="cpu,batch,webhooks") as (_, app):
+        hung = jobs.submit(ctx, account, None, big, "image/png", parse({"model": "quality"}), use_cache=False).job.id
         send_jobs(app, [(hung, "cpu", 5)])
         support.wait_for(lambda: _all(ctx, [hung], "failed"), 240, 0.2, "the stopped job to fail")
     row = _rows(ctx, [hung])[hung]
