@@ -59,9 +59,10 @@ def run_case(megapixels: float, fmt: str, model: str, repeat: int) -> dict:
 
     rgb = decode(data, max_megapixels=1000).rgb
     model_ms = 0.0
-    for name in segment.resolve_models(model):
+    models = segment.models_for(segment.resolve_models(model), rgb.shape[1], rgb.shape[0])
+    for name in models:  # the models that run on a photo of this size, on the input they get
         session = get_session(name)
-        proxy = segment.make_proxy(rgb, session.size)
+        proxy = segment.make_square(rgb, session.size)
         start = time.perf_counter()
         for _ in range(repeat):
             session.predict(proxy)
@@ -69,7 +70,7 @@ def run_case(megapixels: float, fmt: str, model: str, repeat: int) -> dict:
     total = float(np.median(runs))
     return {
         "megapixels": megapixels, "width": result.metadata["input_width"], "height": result.metadata["input_height"],
-        "format": fmt, "model": model, "total_ms": round(total, 1), "model_ms": round(model_ms, 1),
+        "format": fmt, "model": model, "models_run": list(models), "total_ms": round(total, 1), "model_ms": round(model_ms, 1),
         "overhead_ms": round(total - model_ms, 1), "overhead_pct": round(100 * (total - model_ms) / model_ms, 1),
         "stages_ms": timings, "output_bytes": len(result.data),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

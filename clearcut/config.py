@@ -85,8 +85,9 @@ SETTINGS: dict[str, Setting] = {
                 "`XDG_CACHE_HOME` is unset), shared by the CLI, `clearcut dev` and the tests. The images set "
                 "their own.", _cache_path),
         Setting("CLEARCUT_DEFAULT_MODEL", "quality",
-                "Model used when a request names none: a preset (`quality`: ISNet and U2-Net combined; "
-                "`fast`: ISNet alone) or a model name from `clearcut models list`."),
+                "Model used when a request names none: a preset (`quality`: ISNet, with U2-Net consulted on "
+                "photos up to 1024 px; `fast`: ISNet alone; `soft`: `quality` with edges from the photo's colours, "
+                "for hair and fur) or a model name from `clearcut models list`."),
         Setting("CLEARCUT_MAX_MEGAPIXELS", "50", "Largest accepted input, in megapixels (checked before decoding).",
                 _positive_float),
         Setting("CLEARCUT_REVIEW_BELOW", "0.94",

@@ -22,7 +22,7 @@ CHANNELS = ("rgba", "alpha")
 SIZES = {"preview": 250_000, "medium": 1_500_000, "hd": 4_000_000, "full": None, "auto": None}
 TRUE = {"true", "1", "yes"}
 FALSE = {"false", "0", "no"}
-MODEL_PRESETS = ("quality", "fast")
+MODEL_PRESETS = ("quality", "fast", "soft")
 BOOLEANS = ("crop", "despill")
 
 

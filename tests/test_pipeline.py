@@ -203,8 +203,9 @@ def test_combine_keeps_thin_primary_structures_the_secondary_cannot_resolve():
     primary = np.zeros((200, 320), np.float32)
     primary[40:160, 20:120] = 0.7      # a broad, uncertain region: the secondary's vote counts
     primary[100:102, 150:300] = 0.7    # a 2 px wire, uncertain too
-    primary[170:190, 150:170] = 0.95   # confident: the primary alone, as before
+    primary[170:200, :] = 0.95          # confident: the primary alone, as before
     secondary = np.zeros_like(primary)
+    secondary[170:200, :] = 0.95        # the two models see the same subject there
     pitch = (320 / 64, 200 / 64)       # a 64 px secondary: one of its pixels covers 5 x 3.1 matte pixels
     combined = combine([primary, secondary], pitch)
     assert combined[100, 150:300].min() == pytest.approx(0.7)
@@ -214,3 +215,43 @@ def test_combine_keeps_thin_primary_structures_the_secondary_cannot_resolve():
     assert combined[0:30].max() == 0.0
     # Without the secondary's resolution the wire is averaged away like everything else.
     assert combine([primary, secondary])[100, 150:300].max() == pytest.approx(0.35)
+
+
+def test_a_secondary_that_sees_another_subject_gets_no_vote():
+    """Two models whose masks hardly overlap are not looking at the same subject (one sees a thin crack,
+    the other nothing): the secondary's opinion is not an independent estimate of the same thing."""
+    from clearcut.pipeline.segment import SAME_SUBJECT, agreement, combine
+
+    primary = np.zeros((200, 320), np.float32)
+    primary[50:150, 100:110] = 0.7     # an unsure, narrow subject
+    elsewhere = np.zeros_like(primary)
+    elsewhere[0:40, 200:320] = 0.9     # the secondary's subject is somewhere else
+    assert agreement(primary, elsewhere) < SAME_SUBJECT
+    assert (combine([primary, elsewhere], (5.0, 3.1)) == primary).all()
+    overlapping = np.zeros_like(primary)
+    overlapping[50:150, 100:120] = 0.9
+    assert agreement(primary, overlapping) >= SAME_SUBJECT
+    assert combine([primary, overlapping], (1.0, 1.0))[100, 105] == pytest.approx(0.8)
+
+
+def test_secondary_models_run_only_on_photos_the_primary_sees_whole(model_dir):
+    """Above the primary's input size a 320 px secondary would move every edge by several photo pixels."""
+    from clearcut.models.store import ModelStore
+    from clearcut.pipeline.segment import models_for
+
+    store = ModelStore(model_dir)
+    size = 320  # u2netp's input: the primary here
+    assert models_for(("u2netp", "u2netp"), size, size // 2, store) == ("u2netp", "u2netp")
+    assert models_for(("u2netp", "u2netp"), size + 1, size // 2, store) == ("u2netp",)
+    assert models_for(("u2netp",), 5000, 4000, store) == ("u2netp",)
+
+
+def test_guide_keeps_every_row_and_column_of_the_network_output():
+    from clearcut.pipeline.segment import make_guide
+
+    small = np.zeros((480, 854, 3), np.uint8)
+    assert make_guide(small, 1024).shape[:2] == (576, 1024)     # enlarged to the network's pitch
+    mid = np.zeros((900, 1500, 3), np.uint8)
+    assert make_guide(mid, 1024) is mid                          # shorter side below the input: as is
+    big = np.zeros((3000, 4000, 3), np.uint8)
+    assert make_guide(big, 1024).shape[:2] == (1024, 1365)       # shorter side = the input

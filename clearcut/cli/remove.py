@@ -40,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("--crop", action="store_true", help="crop to the subject")
     p.add_argument("--crop-margin", help="margin around the crop: 30px, 10%%, '10px 20px'")
     p.add_argument("--despill", action="store_true", help="reduce green-screen spill")
-    p.add_argument("--model", help="quality, fast, or a model name (default: CLEARCUT_DEFAULT_MODEL)")
+    p.add_argument("--model", help="quality, fast, soft, or a model name (default: CLEARCUT_DEFAULT_MODEL)")
     p.add_argument("--review-below", help="flag cutouts whose confidence is below this (0-1; default: "
                                            "CLEARCUT_REVIEW_BELOW)")
     p.add_argument("--review-list", metavar="FILE", help="write the flagged inputs' paths to FILE, one per line")

@@ -24,7 +24,9 @@ from clearcut.pipeline.encode import CONTENT_TYPES, encode
 # pixels for the same image, options and model files (fusion rule, refinement, encoder settings), so a
 # deploy never serves a cutout made by the previous algorithm from the result cache.
 # 2: U2-Net has no say on ISNet's thin structures (benchmarks/QUALITY.md, section 9).
-REVISION = 2
+# 3: secondaries run only on photos the primary sees whole and only when they see the same subject; the
+#    networks' outputs keep every row and column (segment.make_guide); guided filter eps 1e-4 (section 12).
+REVISION = 3
 
 
 @dataclass
@@ -45,12 +47,21 @@ class _Timer:
         self.timings[stage] = round((time.perf_counter() - start) * 1000, 2)
 
 
+def full_matte(matte: np.ndarray, guide: np.ndarray, rgb: np.ndarray, model: str | None) -> np.ndarray:
+    """The matte at ``rgb``'s size: guided upsampling, the ``soft`` preset's colour-based edges, and
+    cleaning of near-0/near-1 values."""
+    alpha = refine.guided_upsample(matte, guide, rgb)
+    if (model or config.get("CLEARCUT_DEFAULT_MODEL")) in segment.SOFT_EDGES:
+        alpha = refine.soft_edges(rgb, alpha, max(rgb.shape[:2]) / max(guide.shape[:2]))
+    return refine.clean_alpha(alpha)
+
+
 def process(data: bytes, options: Options | None = None, *, store: ModelStore | None = None) -> Result:
     options = options or Options()
     timer = _Timer()
     with timer("decode"):
         image = decode(data, max_megapixels=config.get("CLEARCUT_MAX_MEGAPIXELS"))
-    models = segment.resolve_models(options.model)
+    models = segment.models_for(segment.resolve_models(options.model), image.width, image.height, store)
     with timer("infer"):
         matte_lo, proxy = segment.predict(image.rgb, models, store)
     with timer("confidence"):
@@ -60,7 +71,7 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
         work_size = ((image.width, image.height) if options.crop
                      else compose.target_size(image.width, image.height, options.size))
         rgb = compose.resize_rgb(image.rgb, work_size)
-        alpha = refine.clean_alpha(refine.guided_upsample(matte_lo, proxy, rgb))
+        alpha = full_matte(matte_lo, proxy, rgb, options.model)
         if image.alpha is not None:  # already-transparent input: never make hidden pixels visible
             alpha = np.minimum(alpha, compose.resize_rgb(image.alpha, work_size).astype(np.float32) / 255.0)
         needs_colour = options.channels == "rgba" and alpha.size and bool(((alpha > 0) & (alpha < 1)).any())

@@ -7,8 +7,9 @@ measured 0.04-0.06 IoU worse (benchmarks/QUALITY.md). The predictions are resize
 aspect-preserving proxy (longer side = the largest model's input), which guides the
 full-resolution upsampling in ``refine``.
 
-Presets: ``fast`` runs ISNet alone; ``quality`` also runs U2-Net and consults it where ISNet is unsure
-(see ``combine``).
+Presets: ``fast`` runs ISNet alone; ``quality`` (the default) also runs U2-Net on photos ISNet sees
+whole and consults it where ISNet is unsure (``models_for``, ``combine``); ``soft`` is ``quality`` with
+the edges re-estimated from the photo's colours (``refine.soft_edges``: hair, fur, plants).
 """
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ import numpy as np
 from PIL import Image
 
 from clearcut import config
-from clearcut.models.session import get_session
+from clearcut.models.session import get_session, make_square  # noqa: F401 (make_square: re-exported)
 from clearcut.models.store import ModelStore
 
-PRESETS = {"quality": ("isnet-general", "u2net"), "fast": ("isnet-general",)}
+PRESETS = {"quality": ("isnet-general", "u2net"), "fast": ("isnet-general",),
+           "soft": ("isnet-general", "u2net")}
+# Presets whose matte is refined from the photo's colours in its unsure zone (refine.soft_edges).
+SOFT_EDGES = frozenset({"soft"})
 
 
 def resolve_models(model: str | None) -> tuple[str, ...]:
@@ -44,11 +48,22 @@ def make_proxy(rgb: np.ndarray, longer_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
 
 
-def make_square(rgb: np.ndarray, size: int) -> np.ndarray:
-    """The network input: the image stretched to ``size`` x ``size`` (antialiased bilinear)."""
-    if rgb.shape[:2] == (size, size):
+def make_guide(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The grid the networks' outputs are brought to before the full-resolution upsampling.
+
+    * A photo no larger than the network input (longer side <= ``size``): enlarged until its longer
+      side is ``size`` (the networks' outputs are fused at their own pixel pitch).
+    * A larger photo: shrunk until its shorter side is ``size``, or kept as it is if that side is
+      already shorter. No row or column of the ``size`` x ``size`` output is lost on the way: a grid
+      whose *longer* side is ``size`` squeezes the shorter axis of a 4:3 photo's output by a quarter,
+      and of a 16:9 one by 44 %, before upsampling it again (eval/highres: +0.002 mIoU, +0.005 BF at
+      3 px)."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= size:
+        return make_proxy(rgb, size)
+    if min(h, w) <= size:
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
+    return make_proxy(rgb, round(max(h, w) * size / min(h, w)))
 
 
 def _resize(matte: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -75,6 +90,16 @@ def thin_structures(primary: np.ndarray, pitch: tuple[float, float]) -> np.ndarr
     return (present > 0) & (cv2.morphologyEx(present, cv2.MORPH_OPEN, kernel) == 0)
 
 
+SAME_SUBJECT = 0.1  # IoU of two models' masks below which they are not looking at the same subject
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two models' masks (p >= 0.5); 1.0 when both are empty."""
+    fa, fb = a >= 0.5, b >= 0.5
+    union = np.count_nonzero(fa | fb)
+    return 1.0 if union == 0 else np.count_nonzero(fa & fb) / union
+
+
 def combine(predictions: list[np.ndarray], pitch: tuple[float, float] | None = None) -> np.ndarray:
     """The first (primary) model where it is confident; the mean of all models where it is not, except
     on the primary's thin structures, which stay the primary's alone.
@@ -88,9 +113,10 @@ def combine(predictions: list[np.ndarray], pitch: tuple[float, float] | None = N
     and averaging there only erodes it (``pitch``: the coarsest secondary's pixel, in matte pixels;
     benchmarks/QUALITY.md, section 9).
     """
-    if len(predictions) == 1:
-        return predictions[0]
     primary = predictions[0]
+    predictions = [primary, *(p for p in predictions[1:] if agreement(primary, p) >= SAME_SUBJECT)]
+    if len(predictions) == 1:
+        return primary
     mean = np.mean(np.stack(predictions), axis=0, dtype=np.float32)
     trusted = np.abs(primary - 0.5) > CONFIDENT
     if pitch is not None:
@@ -107,12 +133,32 @@ def session_infer(store: ModelStore | None = None) -> Infer:
     return lambda name, proxy: get_session(name, store).predict(proxy)
 
 
+def models_for(models: tuple[str, ...], width: int, height: int, store: ModelStore | None = None
+               ) -> tuple[str, ...]:
+    """The models that run on a photo of this size: the secondaries only while the photo fits in the
+    primary's input (longer side at most its size).
+
+    A secondary's vote is averaged into the primary's unsure pixels, which are mostly the ramp along
+    every edge. On a photo the primary sees whole, that ramp and one pixel of U2-Net's 320 px input
+    span a few photo pixels, and the vote mends whole regions at little cost to the edges (eval/dev
+    +0.013 mIoU, eval/product ccp and grabcut ahead of both networks). On a larger photo the same vote
+    moves every edge by a secondary pixel, 3-18 photo pixels at 1-6 k px, and erodes structures that
+    the primary resolves and the secondary cannot: it lost on 10 of 11 eval/product dis photos and 40 of
+    44 eval/highres photos, whatever the two networks' agreement (benchmarks/QUALITY.md, section 12)."""
+    if len(models) == 1:
+        return models
+    primary = get_session(models[0], store)
+    return models if max(width, height) <= primary.size else models[:1]
+
+
 def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None = None,
             *, infer: Infer | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Return (matte, proxy): the combined matte at the resolution of the largest model's proxy."""
+    """Return (matte, guide): the combined matte of the models that run on this photo
+    (``models_for``) and the RGB image at the matte's resolution (``make_guide``)."""
     infer = infer or session_infer(store)
+    models = models_for(models, rgb.shape[1], rgb.shape[0], store)
     sessions = [get_session(name, store) for name in models]
-    guide = make_proxy(rgb, max(s.size for s in sessions))
+    guide = make_guide(rgb, max(s.size for s in sessions))
     squares = {size: make_square(rgb, size) for size in {s.size for s in sessions}}
     predictions = [_resize(infer(s.model.name, squares[s.size]), guide.shape) for s in sessions]
     coarsest = min(s.size for s in sessions[1:]) if len(sessions) > 1 else None

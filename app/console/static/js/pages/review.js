@@ -4,7 +4,7 @@
 import { api, errorBox, fetchBlob } from "../api.js";
 import { announce, extensionFor, h, heading, select, timeEl } from "../ui.js";
 
-const MODELS = [["quality", "quality preset"], ["fast", "fast preset"], ["isnet-general", "ISNet"], ["u2net", "U2-Net"]];
+const MODELS = [["quality", "quality preset"], ["fast", "fast preset"], ["soft", "soft preset (hair, fur)"], ["isnet-general", "ISNet"], ["u2net", "U2-Net"]];
 const ACTIVE = new Set(["queued", "processing"]);
 
 function sleep(ms, signal) {
