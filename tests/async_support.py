@@ -169,3 +169,29 @@ def stack(env, tmp_path_factory, request):
     name = request.module.__name__.rsplit(".", 1)[-1]
     with worker(env, tmp_path_factory.mktemp(f"{name}-worker")) as (_, celery):
         yield app, celery
+
+
+@contextmanager
+def live_server(app):
+    """``app`` served over real HTTP by werkzeug on 127.0.0.1 (a random port) in a thread; yields its URL."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs):  # the app logs its own access lines
+            pass
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live(stack):
+    """(url, app): this module's stack (app + worker) served over real HTTP."""
+    with live_server(stack[0]) as url:
+        yield url, stack[0]
