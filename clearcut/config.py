@@ -197,6 +197,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("CLEARCUT_WEBHOOK_SECRET_OVERLAP_H", "24",
                 "Hours the previous webhook secret keeps signing (a second signature) after a rotation.",
                 float),
+        Setting("CLEARCUT_URL", "http://127.0.0.1:8080",
+                "Base URL of the server `clearcut import` talks to (`--server` overrides it)."),
+        Setting("CLEARCUT_API_KEY", "", "API key `clearcut import` sends (`--key` overrides it)."),
     ]
 }
 

@@ -88,10 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="print the configuration table (markdown)")
     cfg.set_defaults(func=_config)
 
-    from clearcut.cli import admin, remove, webhooks
+    from clearcut.cli import admin, importer, remove, webhooks
     from clearcut.local import dev
 
     remove.register(sub)
+    importer.register(sub)
     admin.register(sub)
     webhooks.register(sub)
     dev.register(sub)

@@ -33,6 +33,14 @@ def register(sub) -> None:
     p = sub.add_parser("remove", help="remove backgrounds from files, folders or stdin")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, or - for stdin")
     p.add_argument("-o", "--output", help="output file (one input) or folder")
+    add_image_options(p)
+    p.add_argument("--review-list", metavar="FILE", help="write the flagged inputs' paths to FILE, one per line")
+    p.add_argument("--workers", type=int, default=1, help="images processed in parallel")
+    p.set_defaults(func=run)
+
+
+def add_image_options(p) -> None:
+    """The cutout options (shared with ``clearcut import``)."""
     p.add_argument("--format", default="png", help="png, jpg, webp, bmp, tiff, gif (default png)")
     p.add_argument("--channels", default="rgba", help="rgba or alpha")
     p.add_argument("--size", default="full", help="preview, medium, hd, full, auto")
@@ -43,15 +51,17 @@ def register(sub) -> None:
     p.add_argument("--model", help="quality, fast, soft, or a model name (default: CLEARCUT_DEFAULT_MODEL)")
     p.add_argument("--review-below", help="flag cutouts whose confidence is below this (0-1; default: "
                                            "CLEARCUT_REVIEW_BELOW)")
-    p.add_argument("--review-list", metavar="FILE", help="write the flagged inputs' paths to FILE, one per line")
-    p.add_argument("--workers", type=int, default=1, help="images processed in parallel")
-    p.set_defaults(func=run)
+
+
+def option_fields(args) -> dict:
+    """The cutout options of ``add_image_options`` as /v2 fields (None: not given)."""
+    return {"format": args.format, "channels": args.channels, "size": args.size,
+            "bg_color": args.bg_color, "crop": args.crop, "crop_margin": args.crop_margin,
+            "despill": args.despill, "model": args.model, "review_below": args.review_below}
 
 
 def _options(args) -> Options:
-    return parse({"format": args.format, "channels": args.channels, "size": args.size,
-                  "bg_color": args.bg_color, "crop": args.crop, "crop_margin": args.crop_margin,
-                  "despill": args.despill, "model": args.model, "review_below": args.review_below})
+    return parse(option_fields(args))
 
 
 def plan(inputs: list[str], output: str | None, extension: str) -> list[Job]:

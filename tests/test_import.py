@@ -1,0 +1,173 @@
+"""``clearcut import`` against a live stack (the app over real HTTP, a real worker, u2netp): a folder tree
+with good and broken files, resume after an interruption without duplicate jobs, a CSV of URLs through
+the SSRF guard in several batches, ``--replay-failed`` and ``--skip-existing``."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from clearcut.cli.main import main
+from clearcut.db.models import Account, Job, Usage
+from tests import async_support as support
+from tests.async_support import env, live, stack  # noqa: F401 - shared module fixtures
+from tests.conftest import encode_image, synthetic_scene
+
+pytestmark = pytest.mark.timeout(300)
+
+
+class ImageHost(support.Quiet):
+    """/img/N.png serves an image; /broken/N.png is 404 until ``fixed`` is set."""
+    fixed = False
+
+    def do_GET(self):  # noqa: N802 - http.server API
+        kind, _, rest = self.path.strip("/").partition("/")
+        if kind == "img" or type(self).fixed:
+            self.reply(200, support.scene_png(80, 60, 10 + int(rest.split(".")[0]) % 10), "image/png")
+        else:
+            self.reply(404, b"gone", "text/plain")
+
+
+@pytest.fixture(scope="module")
+def host():
+    yield from support.serving(ImageHost)
+
+
+def _tree(root):
+    """Four good photos in nested folders, a truncated PNG and a text file named .png."""
+    files = {"a.png": support.scene_png(96, 64, 14), "sub/b.png": support.scene_png(96, 64, 20),
+             "sub/deep/c.jpg": encode_image(synthetic_scene(90, 70, 18)[0].convert("RGB"), "JPEG"),
+             "sub/d.webp": encode_image(synthetic_scene(64, 64, 16)[0], "WEBP")}
+    whole = support.scene_png(120, 90, 30)
+    files["broken/truncated.png"] = whole[: len(whole) // 2]
+    files["broken/not-an-image.png"] = b"this is a text file, not a photo\n" * 4
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def _report(out) -> dict:
+    with (out / "report.csv").open(newline="") as handle:
+        return {row["item"]: row for row in csv.DictReader(handle)}
+
+
+def _jobs_by_external_id(env, account_name) -> dict:
+    with support.context(env).db() as session:
+        account = session.scalar(select(Account).where(Account.name == account_name))
+        rows = session.execute(select(Job.external_id, func.count()).where(Job.account_id == account.id)
+                               .group_by(Job.external_id)).all()
+        usage = session.scalar(select(func.count()).select_from(Usage).where(Usage.account_id == account.id))
+        usage_jobs = session.scalar(select(func.count(func.distinct(Usage.job_id))).where(
+            Usage.account_id == account.id))
+    return {"jobs": dict(rows), "usage": usage, "usage_jobs": usage_jobs}
+
+
+def _import(url, key, *args) -> int:
+    return main(["import", *map(str, args), "--server", url, "--key", key, "--poll-interval", "0.2",
+                 "--timeout", "180"])
+
+
+def test_folder_tree_good_and_broken_then_resume_without_duplicates(live, env, tmp_path):
+    url, _ = live
+    key = support.new_key(env, "import-tree")
+    tree = _tree(tmp_path / "catalog")
+    out = tmp_path / "out"
+    assert _import(url, key, tree, "-o", out) == 1  # something failed
+    report = _report(out)
+    assert set(report) == {"catalog/a.png", "catalog/sub/b.png", "catalog/sub/deep/c.jpg", "catalog/sub/d.webp",
+                           "catalog/broken/truncated.png", "catalog/broken/not-an-image.png"}
+    good = [k for k in report if not k.startswith("catalog/broken/")]
+    for item in good:
+        row = report[item]
+        assert row["status"] == "succeeded" and row["job_id"].startswith("job_") and not row["error_code"], row
+        assert row["result_path"].endswith(".png") and 0 <= float(row["confidence"]) <= 1
+        assert Image.open(out / row["result_path"]).mode == "RGBA"
+    assert (out / "catalog/sub/deep/c.png").exists()  # the source tree is kept
+    truncated, text = report["catalog/broken/truncated.png"], report["catalog/broken/not-an-image.png"]
+    assert (truncated["status"], truncated["error_code"]) == ("failed", "corrupt_image") and truncated["job_id"]
+    assert (text["status"], text["error_code"]) == ("failed", "invalid_image") and not text["job_id"]
+    before = _jobs_by_external_id(env, "import-tree")
+    assert set(before["jobs"].values()) == {1} and len(before["jobs"]) == 5
+
+    # Interrupted: the state lost its second half (mid-line), and the results of two items are gone.
+    state = out / ".clearcut-import.jsonl"
+    text_state = state.read_text()
+    state.write_text(text_state[: len(text_state) // 2])
+    (out / report["catalog/a.png"]["result_path"]).unlink()
+    assert _import(url, key, tree, "-o", out) == 1
+    again = _report(out)
+    assert {k: (r["status"], r["job_id"], r["error_code"]) for k, r in again.items()} == \
+        {k: (r["status"], r["job_id"], r["error_code"]) for k, r in report.items()}
+    assert (out / "catalog/a.png").exists()
+    # No state at all: every POST's Idempotency-Key is derived from the item, so still no new job.
+    state.unlink()
+    assert _import(url, key, tree, "-o", out) == 1
+    after = _jobs_by_external_id(env, "import-tree")
+    assert after == before and after["usage"] == after["usage_jobs"]  # one job and one usage row per item
+    assert {k: r["job_id"] for k, r in _report(out).items()} == {k: r["job_id"] for k, r in report.items()}
+
+
+def test_csv_of_urls_in_batches_through_the_ssrf_guard_then_replay_failed(live, env, host, tmp_path):
+    url, _ = live
+    (server,) = host
+    key = support.new_key(env, "import-csv")
+    ImageHost.fixed = False
+    listing = tmp_path / "urls.csv"
+    rows = [["image_url", "external_id", "format"]]
+    rows += [[f"{server.url}/img/{n}.png", f"SKU-{n}", ""] for n in range(4)]
+    rows += [[f"{server.url}/broken/7.png", "SKU-7", "webp"], ["http://10.0.0.1/private.png", "SKU-private", ""]]
+    with listing.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    out = tmp_path / "out"
+    assert _import(url, key, listing, "-o", out, "--batch-size", "4") == 1
+    report = _report(out)
+    assert [report[f"SKU-{n}"]["status"] for n in range(4)] == ["succeeded"] * 4
+    assert (report["SKU-7"]["status"], report["SKU-7"]["error_code"]) == ("failed", "image_url_unreachable")
+    assert report["SKU-private"]["error_code"] == "url_not_allowed"  # the allowlist opens 127.0.0.1 only
+    assert (out / "urls/SKU-0.png").exists()
+    with support.context(env).db() as session:
+        account = session.scalar(select(Account).where(Account.name == "import-csv"))
+        batches = session.scalar(select(func.count(func.distinct(Job.batch_id))).where(Job.account_id == account.id))
+    assert batches == 2  # 6 items, at most 4 per batch
+
+    ImageHost.fixed = True  # the cause is fixed: replay the failures
+    assert _import(url, key, listing, "-o", out, "--replay-failed") == 1  # the private address still fails
+    replayed = _report(out)
+    assert replayed["SKU-7"]["status"] == "succeeded" and replayed["SKU-7"]["job_id"] == report["SKU-7"]["job_id"]
+    assert Image.open(out / replayed["SKU-7"]["result_path"]).format == "WEBP"  # the row's own format
+    assert replayed["SKU-private"]["error_code"] == "url_not_allowed"
+    jobs = _jobs_by_external_id(env, "import-csv")["jobs"]
+    assert set(jobs.values()) == {1} and len(jobs) == 6
+
+
+def test_skip_existing_and_review_list(live, env, tmp_path):
+    url, _ = live
+    key = support.new_key(env, "import-skip")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(3):
+        (photos / f"p{n}.png").write_bytes(support.scene_png(80, 60, 12 + 4 * n))
+    out = tmp_path / "out"
+    (out / "photos").mkdir(parents=True)
+    (out / "photos/p1.webp").write_bytes(b"an earlier result")
+    assert _import(url, key, photos, "-o", out, "--format", "webp", "--skip-existing", "--review-below", "1") == 0
+    report = _report(out)
+    assert report["photos/p1.png"]["status"] == "skipped" and not report["photos/p1.png"]["job_id"]
+    assert (out / "photos/p1.webp").read_bytes() == b"an earlier result"
+    assert [report[f"photos/p{n}.png"]["status"] for n in (0, 2)] == ["succeeded"] * 2
+    review = (out / "review.txt").read_text().splitlines()  # review_below 1 flags every cutout
+    assert sorted(line.split("\t")[0] for line in review) == ["photos/p0.png", "photos/p2.png"]
+    assert set(_jobs_by_external_id(env, "import-skip")["jobs"]) == {"photos/p0.png", "photos/p2.png"}
+
+
+def test_bad_options_and_missing_key_stop_before_any_request(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("CLEARCUT_API_KEY", raising=False)
+    (tmp_path / "a.png").write_bytes(support.scene_png())
+    assert main(["import", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--bg-color", "bluish",
+                 "--key", "k"]) == 2
+    assert "bg_color" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 2
+    assert "CLEARCUT_API_KEY" in capsys.readouterr().err
