@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from clearcut.layouts import PRESETS
+
 bp = Blueprint("openapi", __name__)
 
 OPTION_PROPS = {
@@ -23,6 +25,17 @@ OPTION_PROPS = {
     "cache": {"type": "string", "description": "boolean; false recomputes"},
     "review_below": {"type": "string", "description": "number 0-1: needs_review below this confidence "
                                                       "(default CLEARCUT_REVIEW_BELOW)", "example": "0.9"},
+    "canvas": {"type": "string", "description": "original, square or WxH pixels (docs/layout.md)", "example": "800x800"},
+    "padding": {"type": "string", "description": "px or % of the canvas, 1/2/4 values", "example": "5%"},
+    "position": {"type": "string", "description": "center, original or 'X% Y%'", "example": "50% 100%"},
+    "scale": {"type": "string", "description": "the subject's box as a % (1-100) of the padded canvas",
+              "example": "85"},
+    "shadow": {"type": "string", "enum": ["none", "drop", "contact", "floating"], "default": "none"},
+    "shadow_opacity": {"type": "string", "description": "0-100", "example": "40"},
+    "shadow_softness": {"type": "string", "description": "0-100", "example": "50"},
+    "dpi": {"type": "string", "description": "1-2400, written into the file's metadata", "example": "300"},
+    "layout": {"type": "string", "enum": sorted(PRESETS),
+               "description": "marketplace preset; explicit options override it"},
 }
 IMAGE_PROPS = {
     "image_url": {"type": "string", "format": "uri"},

@@ -24,6 +24,9 @@ TRUE = {"true", "1", "yes"}
 FALSE = {"false", "0", "no"}
 MODEL_PRESETS = ("quality", "fast", "soft")
 BOOLEANS = ("crop", "despill")
+SHADOWS = ("none", "drop", "contact", "floating")
+MAX_CANVAS_SIDE = 10_000
+MAX_CANVAS_PIXELS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,22 @@ class Options:
     despill: bool = False
     model: str | None = None  # None: the configured default (a preset or a model name)
     review_below: float | None = None  # None: CLEARCUT_REVIEW_BELOW; never changes the cutout
+    # Layout (clearcut/pipeline/layout.py, docs/layout.md). canvas: "original", "square" or "WxH".
+    canvas: str = "original"
+    padding: Margin = field(default_factory=Margin)  # relative values are fractions of the canvas
+    position: str | None = None  # None: "center" when the layout moves the subject, else "original"
+    scale: float | None = None  # the subject's box: this % of the padded canvas (longer side fitting)
+    shadow: str = "none"
+    shadow_opacity: float | None = None  # 0-100; None: the shadow type's default
+    shadow_softness: float | None = None  # 0-100; None: 50
+    dpi: int | None = None  # written into PNG/JPEG/WebP/TIFF metadata
+    layout: str | None = None  # a marketplace preset (clearcut.layouts.PRESETS), expanded by parse
+
+    @property
+    def laid_out(self) -> bool:
+        """True when the layout step changes anything (a canvas, padding, position, scale or shadow)."""
+        return (self.canvas != "original" or self.padding != Margin() or self.position is not None
+                or self.scale is not None or self.shadow != "none")
 
     @property
     def flattened(self) -> bool:
@@ -57,12 +76,18 @@ class Options:
         """A canonical, JSON-friendly form (stable key for caching results)."""
         data = asdict(self)
         data["bg_color"] = "#%02x%02x%02x" % self.bg_color if self.bg_color else None
+        data["padding"] = format_margin(self.padding)
         return data
 
     def cutout_key(self) -> dict[str, Any]:
         """``normalised()`` without the fields that do not change the result's pixels (the result cache key)."""
         data = self.normalised()
         data.pop("review_below")
+        data.pop("layout")  # its values are in the fields it set
+        defaults = Options().normalised()
+        for name in LAYOUT_FIELDS:  # absent at their defaults: keys of results made without layout stay as they were
+            if data.get(name) == defaults[name]:
+                data.pop(name, None)
         return data
 
     def with_(self, **changes) -> "Options":
@@ -113,30 +138,108 @@ def parse_color(value: Any) -> tuple[int, int, int]:
 _MARGIN_PART = re.compile(r"(\d+(?:\.\d+)?)(px|%)?")
 
 
-def parse_margin(value: Any) -> Margin:
+def parse_margin(value: Any, name: str = "crop_margin", max_px: int = 500, max_percent: int = 50) -> Margin:
     """``30``, ``30px``, ``10%``, or 2/4 space/comma separated values (CSS order), all px or all %."""
     parts = [p for p in re.split(r"[\s,]+", str(value).strip()) if p]
     matches = [_MARGIN_PART.fullmatch(p) for p in parts]
     units = {(m.group(2) or "px") for m in matches if m}
     if len(parts) not in (1, 2, 4) or not all(matches) or len(units) != 1:
         raise InvalidOption(
-            f"crop_margin must be 1, 2 or 4 values in px or % (e.g. 30px, 10%, '10px 20px'); got {value!r}",
-            code="invalid_crop_margin", option="crop_margin")
+            f"{name} must be 1, 2 or 4 values in px or % (e.g. 30px, 10%, '10px 20px'); got {value!r}",
+            code=f"invalid_{name}", option=name)
     numbers = [float(m.group(1)) for m in matches]
     relative = units == {"%"}
     if relative:
-        if any(n > 50 for n in numbers):
-            raise InvalidOption("crop_margin percentages are limited to 50% per side",
-                                code="invalid_crop_margin", option="crop_margin")
+        if any(n > max_percent for n in numbers):
+            raise InvalidOption(f"{name} percentages are limited to {max_percent}% per side",
+                                code=f"invalid_{name}", option=name)
         numbers = [n / 100 for n in numbers]
-    elif any(n > 500 for n in numbers):
-        raise InvalidOption("crop_margin is limited to 500px per side", code="invalid_crop_margin",
-                            option="crop_margin")
+    elif any(n > max_px for n in numbers):
+        raise InvalidOption(f"{name} is limited to {max_px}px per side", code=f"invalid_{name}",
+                            option=name)
     if len(numbers) == 1:
         numbers *= 4
     elif len(numbers) == 2:
         numbers = numbers * 2
     return Margin(*numbers, relative=relative)
+
+
+def format_margin(margin: Margin) -> str:
+    """The canonical text of a Margin (what ``parse_margin`` reads back)."""
+    unit = "%" if margin.relative else "px"
+    factor = 100 if margin.relative else 1
+    return " ".join(f"{round(v * factor, 4):g}{unit}" for v in (margin.top, margin.right, margin.bottom,
+                                                                 margin.left))
+
+
+def parse_padding(value: Any) -> Margin:
+    """padding: like crop_margin, but % are of the canvas (at most 40 % per side) and px at most 5000."""
+    return parse_margin(value, name="padding", max_px=5000, max_percent=40)
+
+
+_CANVAS = re.compile(r"(\d{1,5})\s*[x×]\s*(\d{1,5})")
+
+
+def parse_canvas(value: Any) -> str:
+    """``original`` (the cutout's own size), ``square`` (its longer side squared) or ``WxH`` pixels."""
+    text = str(value).strip().lower()
+    if text in ("original", "square"):
+        return text
+    match = _CANVAS.fullmatch(text)
+    if match:
+        width, height = int(match.group(1)), int(match.group(2))
+        if 1 <= width <= MAX_CANVAS_SIDE and 1 <= height <= MAX_CANVAS_SIDE and width * height <= MAX_CANVAS_PIXELS:
+            return f"{width}x{height}"
+    raise InvalidOption(f"canvas must be original, square or WxH pixels (e.g. 2000x2000; each side 1-"
+                        f"{MAX_CANVAS_SIDE}, at most {MAX_CANVAS_PIXELS // 1_000_000} MP); got {value!r}",
+                        code="invalid_canvas", option="canvas")
+
+
+_POSITION = re.compile(r"(\d+(?:\.\d+)?)%(?:[\s,]+(\d+(?:\.\d+)?)%)?")
+
+
+def parse_position(value: Any) -> str:
+    """``center``, ``original`` (where it was, relative to the frame) or ``X% Y%`` (0 % left/top edge,
+    100 % right/bottom edge; one value sets both)."""
+    text = str(value).strip().lower()
+    if text in ("center", "centre"):
+        return "center"
+    if text == "original":
+        return "original"
+    match = _POSITION.fullmatch(text)
+    if match:
+        x = float(match.group(1))
+        y = float(match.group(2)) if match.group(2) is not None else x
+        if x <= 100 and y <= 100:
+            return f"{x:g}% {y:g}%"
+    raise InvalidOption(f"position must be center, original or 'X% Y%' with each from 0% to 100% (e.g. '50% 100%'); "
+                        f"got {value!r}", code="invalid_position", option="position")
+
+
+def _percent(name: str, value: Any, low: float, high: float, example: str) -> float:
+    text = str(value).strip().rstrip("%").strip() if not isinstance(value, bool) else ""
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not low <= number <= high:
+        raise InvalidOption(f"{name} must be a number from {low:g} to {high:g} (e.g. {example}); got {value!r}",
+                            code=f"invalid_{name}", option=name)
+    return number
+
+
+def parse_dpi(value: Any) -> int:
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    if not text.isdigit() or not 1 <= int(text) <= 2400:
+        raise InvalidOption(f"dpi must be a whole number from 1 to 2400 (e.g. 300); got {value!r}",
+                            code="invalid_dpi", option="dpi")
+    return int(text)
+
+
+def parse_layout(value: Any) -> str:
+    from clearcut.layouts import PRESETS
+
+    return _choice("layout", value, PRESETS)
 
 
 def parse_model(value: Any) -> str | None:
@@ -174,7 +277,18 @@ PARSERS = {
     "despill": lambda v: parse_bool("despill", v),
     "model": parse_model,
     "review_below": parse_review_below,
+    "canvas": parse_canvas,
+    "padding": parse_padding,
+    "position": parse_position,
+    "scale": lambda v: _percent("scale", v, 1, 100, "85 or 85%"),
+    "shadow": lambda v: _choice("shadow", v, SHADOWS),
+    "shadow_opacity": lambda v: _percent("shadow_opacity", v, 0, 100, "40"),
+    "shadow_softness": lambda v: _percent("shadow_softness", v, 0, 100, "50"),
+    "dpi": parse_dpi,
+    "layout": parse_layout,
 }
+LAYOUT_FIELDS = ("canvas", "padding", "position", "scale", "shadow", "shadow_opacity", "shadow_softness", "dpi",
+                 "layout")
 
 
 def parse(values: Mapping[str, Any], *, allow_unknown: bool = False) -> Options:
@@ -196,4 +310,9 @@ def parse(values: Mapping[str, Any], *, allow_unknown: bool = False) -> Options:
             raise InvalidOption(f"{name} must be a single value, not a {type(value).__name__}",
                                 code="invalid_boolean" if name in BOOLEANS else f"invalid_{name}", option=name)
         parsed[name] = PARSERS[name](value)
+    if parsed.get("layout"):  # a preset fills in what the request did not say; explicit options win
+        from clearcut.layouts import PRESETS
+
+        for name, value in PRESETS[parsed["layout"]].options.items():
+            parsed.setdefault(name, value)
     return Options(**parsed)

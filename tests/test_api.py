@@ -157,7 +157,8 @@ def test_spec_bg_color_failures(client, key, value):
 
 @pytest.mark.parametrize("field,value,code", [("format", "svg", "invalid_format"), ("size", "huge", "invalid_size"),
                                               ("channels", "rgb", "invalid_channels"),
-                                              ("crop", "sure", "invalid_boolean"), ("shadow", "1", "unknown_option")])
+                                              ("crop", "sure", "invalid_boolean"), ("sharpen", "1", "unknown_option"),
+                                              ("shadow", "1", "invalid_shadow")])
 def test_option_errors_create_no_job(client, key, api, field, value, code):
     db = sessionmaker_for(api.config["CLEARCUT_SETTINGS"]["CLEARCUT_DATABASE_URL"])
     with db() as session:

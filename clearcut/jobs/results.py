@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from clearcut.context import Context
 from clearcut.db.models import Account, Asset, Job, Usage, utcnow
 from clearcut.models.registry import spec
-from clearcut.options import Margin, Options, parse
+from clearcut.options import LAYOUT_FIELDS, Margin, Options, parse
 
 TERMINAL = ("succeeded", "failed", "canceled")
 ACTIVE = ("queued", "processing")
@@ -31,7 +31,7 @@ def options_from_row(data: dict) -> Options:
     values = dict(data)
     margin = values.pop("crop_margin", None) or {}
     options = parse({k: v for k, v in values.items() if k in ("format", "channels", "size", "crop", "bg_color",
-                                                              "despill", "model", "review_below")})
+                                                              "despill", "model", "review_below", *LAYOUT_FIELDS)})
     if margin:
         options = options.with_(crop_margin=Margin(**margin))
     return options

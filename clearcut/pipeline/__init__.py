@@ -16,7 +16,7 @@ from clearcut import config
 from clearcut.models.registry import spec
 from clearcut.models.store import ModelStore
 from clearcut.options import Options
-from clearcut.pipeline import compose, confidence, refine, segment
+from clearcut.pipeline import compose, confidence, layout, refine, segment
 from clearcut.pipeline.decode import decode
 from clearcut.pipeline.encode import CONTENT_TYPES, encode
 
@@ -87,10 +87,10 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
                 scale *= out_size[0] / (right - left)
                 fg = compose.resize_rgb(fg, out_size)
                 alpha = compose.resize_rgb(alpha, out_size)
+        fg, alpha, bbox_out = layout.apply(fg, alpha, options)  # canvas, padding, scale, position, shadow
         pixels = compose.finish(fg, alpha, options)
-        bbox_out = compose.bounding_box(alpha >= compose.SUBJECT_ALPHA)
     with timer("encode"):
-        payload = encode(pixels, options.format)
+        payload = encode(pixels, options.format, dpi=options.dpi)
     bbox_in = None
     if bbox_work is not None:
         s = image.width / rgb.shape[1]

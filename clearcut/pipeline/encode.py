@@ -10,6 +10,8 @@ transparent zeros plus photographic rows, where Sub already removes most of the 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -40,9 +42,30 @@ def _png(pixels: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-def encode(pixels: np.ndarray, fmt: str) -> bytes:
+def _with_phys(png: bytes, dpi: int) -> bytes:
+    """The PNG with a pHYs chunk (pixels per metre, both axes) right after IHDR, where the spec wants it."""
+    ppm = round(dpi / 0.0254)
+    body = b"pHYs" + struct.pack(">IIB", ppm, ppm, 1)
+    chunk = struct.pack(">I", 9) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+    end_of_ihdr = 8 + 4 + 4 + 13 + 4  # signature, length, type, data, crc
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
+
+
+def _dpi_options(fmt: str, dpi: int | None) -> dict:
+    """Pillow save arguments that record ``dpi``: JFIF/TIFF/BMP resolution; EXIF resolution for WebP."""
+    if dpi is None or fmt == "gif":  # GIF has no resolution field
+        return {}
+    if fmt == "webp":
+        exif = Image.Exif()
+        exif[282] = exif[283] = float(dpi)  # XResolution, YResolution
+        exif[296] = 2  # ResolutionUnit: inch
+        return {"exif": exif.tobytes()}
+    return {"dpi": (dpi, dpi)}
+
+
+def encode(pixels: np.ndarray, fmt: str, dpi: int | None = None) -> bytes:
     if fmt == "png":
-        return _png(pixels)
+        return _png(pixels) if dpi is None else _with_phys(_png(pixels), dpi)
     image = Image.fromarray(pixels)
     if fmt == "gif" and image.mode == "RGBA":
         # GIF has one transparent palette entry: quantise the colours and reserve index 255 for it.
@@ -53,5 +76,5 @@ def encode(pixels: np.ndarray, fmt: str) -> bytes:
         image.save(buffer, "GIF", transparency=255)
         return buffer.getvalue()
     buffer = io.BytesIO()
-    image.save(buffer, _PIL_FORMAT[fmt], **_SAVE_OPTIONS[fmt])
+    image.save(buffer, _PIL_FORMAT[fmt], **_SAVE_OPTIONS[fmt], **_dpi_options(fmt, dpi))
     return buffer.getvalue()
