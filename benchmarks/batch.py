@@ -16,15 +16,26 @@ without waiting the ~50 minutes it takes to drain; throughput then counts the it
 
     .venv/bin/python benchmarks/batch.py [--items 1000] [--megapixels 0.3] [--workers 2]
     .venv/bin/python benchmarks/batch.py --items 10000 --max-drain-s 300
+
+``--mode import`` compares ``clearcut import`` with the stack's own batch throughput on the same stack:
+first one batch of ``--items`` image URLs (``cache=false``, no sync requests beside it), then
+``clearcut import`` of a folder of ``--items`` local photos (each file distinct, so no result comes from
+the cache: uploads, polling and downloads included), and reports the import's rate relative to the
+batch's and the client's CPU time per image (user + system of the ``clearcut import`` process).
+
+    .venv/bin/python benchmarks/batch.py --mode import --items 1000
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 import os
+import resource
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -117,8 +128,51 @@ def sync_request(session, url, key, image) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def wait_batch(session, url: str, key: str, batch_id: str, start: float, max_drain_s: float | None) -> dict:
+    while True:
+        status = session.get(f"{url}/v2/batches/{batch_id}?limit=1", headers={"x-api-key": key}, timeout=60).json()
+        if status["status"] == "completed" or (max_drain_s and time.perf_counter() - start >= max_drain_s):
+            return status
+        time.sleep(1.0)
+
+
+def import_mode(args, session, url: str, key: str, images: list[bytes], image_base: str, tmp: Path) -> dict:
+    """One batch of URLs, then ``clearcut import`` of as many distinct local files, on the same stack."""
+    items = [{"image_url": f"{image_base}/{i}.jpg", "external_id": f"B-{i}"} for i in range(args.items)]
+    start = time.perf_counter()
+    r = session.post(f"{url}/v2/batches", headers={"x-api-key": key}, timeout=600,
+                     json={"items": items, "options": {"format": "png", "cache": False}})
+    r.raise_for_status()
+    status = wait_batch(session, url, key, r.json()["id"], start, args.max_drain_s)
+    batch_s = time.perf_counter() - start
+    finished = sum(status["counts"][s] for s in ("succeeded", "failed", "canceled"))
+    folder = tmp / "catalog"
+    folder.mkdir()
+    for i in range(args.items):  # bytes after the JPEG end marker make every original distinct
+        (folder / f"{i:05d}.jpg").write_bytes(images[i % len(images)] + f"clearcut-benchmark-{i}".encode())
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "clearcut.cli", "import", str(folder), "-o", str(tmp / "out"),
+                          "--server", url, "--key", key, "--format", "png", "--yes", "--poll-interval", "0.5"],
+                         cwd=ROOT, env={**os.environ, "CLEARCUT_BATCH_MAX_ITEMS": "10000"},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import_s = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    with (tmp / "out" / "report.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    succeeded = sum(row["status"] == "succeeded" for row in rows)
+    batch_rate, import_rate = finished / batch_s, succeeded / import_s
+    return {"mode": "import", "import_exit_code": run.returncode, "batch_items_finished": finished,
+            "batch_elapsed_s": round(batch_s, 1), "batch_items_per_s": round(batch_rate, 2),
+            "import_items_succeeded": succeeded, "import_elapsed_s": round(import_s, 1),
+            "import_items_per_s": round(import_rate, 2), "import_vs_batch": round(import_rate / batch_rate, 3),
+            "client_cpu_ms_per_image": round(cpu_s * 1000 / max(1, len(rows)), 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["batch", "import"], default="batch")
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--megapixels", type=float, default=0.3)
     parser.add_argument("--workers", type=int, default=2)
@@ -138,6 +192,9 @@ def main() -> int:
             session = requests.Session()
             for image in images[:3]:
                 sync_request(session, url, key, image)  # warm both worker processes
+            if args.mode == "import":
+                result.update(import_mode(args, session, url, key, images, image_base, Path(tmp)))
+                return report_import(result, args)
             idle = [sync_request(session, url, key, images[i % len(images)]) for i in range(args.idle_requests)]
             items = [{"image_url": f"{image_base}/{i}.jpg", "external_id": f"SKU-{i}"} for i in range(args.items)]
             start = time.perf_counter()
@@ -157,14 +214,7 @@ def main() -> int:
                     done.wait(0.5)
             prober = threading.Thread(target=probe, daemon=True)
             prober.start()
-            while True:
-                status = session.get(f"{url}/v2/batches/{batch_id}?limit=1", headers={"x-api-key": key},
-                                     timeout=60).json()
-                if status["status"] == "completed":
-                    break
-                if args.max_drain_s and time.perf_counter() - start >= args.max_drain_s:
-                    break
-                time.sleep(1.0)
+            status = wait_batch(session, url, key, batch_id, start, args.max_drain_s)
             elapsed = time.perf_counter() - start
             done.set()
             prober.join(timeout=600)
@@ -195,6 +245,14 @@ def main() -> int:
         print(f"{name:34} {result[name]!s:>10}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def report_import(result: dict, args) -> int:
+    print(json.dumps(result, indent=2))
+    json_path = Path(args.json).with_name("batch_import.json") if args.json.endswith("batch.json") else Path(args.json)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2))
     return 0
 
 

@@ -387,12 +387,11 @@ def run(args) -> int:
     try:
         parse(options)
         items = collect(args.sources, options)
+        if not items:
+            raise ValueError("no images found in the sources")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not items:
-        print("error: no images found in the sources", file=sys.stderr)
-        return 1
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     server = args.server or config.get("CLEARCUT_URL")
