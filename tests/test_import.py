@@ -153,11 +153,14 @@ def test_skip_existing_and_review_list(live, env, tmp_path):
     out = tmp_path / "out"
     (out / "photos").mkdir(parents=True)
     (out / "photos/p1.webp").write_bytes(b"an earlier result")
-    assert _import(url, key, photos, "-o", out, "--format", "webp", "--skip-existing", "--review-below", "1") == 0
+    assert _import(url, key, photos, "-o", out, "--format", "webp", "--skip-existing", "--review-below", "1",
+                   "--option", "channels=alpha") == 0
     report = _report(out)
     assert report["photos/p1.png"]["status"] == "skipped" and not report["photos/p1.png"]["job_id"]
     assert (out / "photos/p1.webp").read_bytes() == b"an earlier result"
     assert [report[f"photos/p{n}.png"]["status"] for n in (0, 2)] == ["succeeded"] * 2
+    matte = Image.open(out / "photos/p0.webp")  # --option channels=alpha: a grey matte, no alpha channel
+    assert "A" not in matte.getbands() and len(set(matte.convert("RGB").getpixel((40, 30)))) == 1
     review = (out / "review.txt").read_text().splitlines()  # review_below 1 flags every cutout
     assert sorted(line.split("\t")[0] for line in review) == ["photos/p0.png", "photos/p2.png"]
     assert set(_jobs_by_external_id(env, "import-skip")["jobs"]) == {"photos/p0.png", "photos/p2.png"}

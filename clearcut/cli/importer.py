@@ -61,6 +61,8 @@ def register(sub) -> None:
     p.add_argument("--server", help="the API's base URL (default: CLEARCUT_URL)")
     p.add_argument("--key", help="API key (default: CLEARCUT_API_KEY)")
     add_image_options(p)
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other /v2 option (e.g. a layout option), repeatable")
     p.add_argument("--priority", help="0-9 or low/normal/high (default 5)")
     p.add_argument("--webhook-url", help="receives job.succeeded / job.failed (and batch.completed)")
     p.add_argument("--batch-size", type=int, help="URL items per batch (default and maximum: "
@@ -385,6 +387,11 @@ def run(args) -> int:
     fields = option_fields(args)
     options = {k: v for k, v in fields.items() if v is not None}
     try:
+        for pair in args.option:
+            name, sep, value = pair.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"--option {pair!r}: write NAME=VALUE, such as padding=5%")
+            options[name.strip().lower()] = value
         parse(options)
         items = collect(args.sources, options)
         if not items:
