@@ -111,7 +111,8 @@ def combine(predictions: list[np.ndarray], pitch: tuple[float, float] | None = N
     is what reduces the error. That opinion is only meaningful at scales the second network resolves:
     U2-Net sees 320x320, so a 1-2 px wire or strand of ISNet's 1024 px matte is below its resolution,
     and averaging there only erodes it (``pitch``: the coarsest secondary's pixel, in matte pixels;
-    benchmarks/QUALITY.md, section 9).
+    benchmarks/QUALITY.md, section 9). A secondary whose mask shares less than SAME_SUBJECT (IoU) with
+    the primary's is looking at another subject, or at none, and gets no vote at all (section 12).
     """
     primary = predictions[0]
     predictions = [primary, *(p for p in predictions[1:] if agreement(primary, p) >= SAME_SUBJECT)]
