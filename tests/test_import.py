@@ -4,6 +4,11 @@ the SSRF guard in several batches, ``--replay-failed`` and ``--skip-existing``."
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from PIL import Image
@@ -174,3 +179,30 @@ def test_bad_options_and_missing_key_stop_before_any_request(tmp_path, monkeypat
     assert "bg_color" in capsys.readouterr().err
     assert main(["import", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 2
     assert "CLEARCUT_API_KEY" in capsys.readouterr().err
+
+
+def test_sigkill_mid_import_then_rerun_ends_every_item_once(live, env, tmp_path):
+    url, _ = live
+    key = support.new_key(env, "import-kill")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(16):
+        (photos / f"p{n:02d}.png").write_bytes(support.scene_png(96, 64, 10 + n))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "clearcut.cli", "import", str(photos), "-o", str(out), "--server", url,
+               "--key", key, "--concurrency", "1", "--poll-interval", "0.2", "--timeout", "180"]
+    process = subprocess.Popen(command, cwd=support.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / ".clearcut-import.jsonl"
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if state.exists() and state.read_text().count("job_") >= 8:  # about half uploaded
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    process.wait(timeout=60)
+    assert subprocess.run(command, cwd=support.ROOT, capture_output=True, timeout=240).returncode == 0
+    report = _report(out)
+    assert len(report) == 16 and {row["status"] for row in report.values()} == {"succeeded"}
+    counted = _jobs_by_external_id(env, "import-kill")
+    assert counted["jobs"] == {f"photos/p{n:02d}.png": 1 for n in range(16)}
+    assert counted["usage"] == counted["usage_jobs"] == 16
