@@ -70,6 +70,15 @@ def _jobs_by_external_id(env, account_name) -> dict:
     return {"jobs": dict(rows), "usage": usage, "usage_jobs": usage_jobs}
 
 
+def _photos(tmp_path, count: int, pattern: str):
+    """A folder ``photos`` of ``count`` distinct scenes named by ``pattern``."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for n in range(count):
+        (folder / pattern.format(n=n)).write_bytes(support.scene_png(96, 64, 10 + 2 * n))
+    return folder
+
+
 def _import(url, key, *args) -> int:
     return main(["import", *map(str, args), "--server", url, "--key", key, "--poll-interval", "0.2",
                  "--timeout", "180"])
@@ -151,10 +160,7 @@ def test_csv_of_urls_in_batches_through_the_ssrf_guard_then_replay_failed(live, 
 def test_skip_existing_and_review_list(live, env, tmp_path):
     url, _ = live
     key = support.new_key(env, "import-skip")
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for n in range(3):
-        (photos / f"p{n}.png").write_bytes(support.scene_png(80, 60, 12 + 4 * n))
+    photos = _photos(tmp_path, 3, "p{n}.png")
     out = tmp_path / "out"
     (out / "photos").mkdir(parents=True)
     (out / "photos/p1.webp").write_bytes(b"an earlier result")
@@ -184,10 +190,7 @@ def test_bad_options_and_missing_key_stop_before_any_request(tmp_path, monkeypat
 def test_sigkill_mid_import_then_rerun_ends_every_item_once(live, env, tmp_path):
     url, _ = live
     key = support.new_key(env, "import-kill")
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for n in range(16):
-        (photos / f"p{n:02d}.png").write_bytes(support.scene_png(96, 64, 10 + n))
+    photos = _photos(tmp_path, 16, "p{n:02d}.png")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "clearcut.cli", "import", str(photos), "-o", str(out), "--server", url,
                "--key", key, "--concurrency", "1", "--poll-interval", "0.2", "--timeout", "180"]
