@@ -25,6 +25,8 @@ from clearcut.local.services import spawn, stop_process_group, wait_until
 from tests.conftest import ROOT, encode_image, synthetic_scene
 
 SCENE, MASK = synthetic_scene(2400, 1800, radius=600)
+# 17 MP: several seconds of work even on a fast machine, so a kill lands mid-job
+BIG_SCENE, BIG_MASK = synthetic_scene(4800, 3600, radius=1200)
 
 
 def start_worker(env, name, log_path):
@@ -69,10 +71,10 @@ def wait_for_status(env, job_id, status, timeout, process=None, log_path=None):
                       alive=(lambda: process.poll() is None) if process else None)
 
 
-def assert_cutout(env, row):
+def assert_cutout(env, row, mask=MASK):
     data = Context.from_env(env).storage.get(row.result_key)
     alpha = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))[:, :, 3] > 127
-    assert alpha.shape == MASK.shape and (alpha & MASK).sum() / (alpha | MASK).sum() > 0.9
+    assert alpha.shape == mask.shape and (alpha & mask).sum() / (alpha | mask).sum() > 0.9
 
 
 @pytest.fixture()
@@ -109,10 +111,10 @@ def test_killed_worker_job_is_requeued_and_completed(env, tmp_path, model_dir):
     env = {**env, "CLEARCUT_TASK_SOFT_TIME_LIMIT": "40", "CLEARCUT_TASK_TIME_LIMIT": "45"}
     first, app = start_worker(env, "doomed", tmp_path / "first.log")
     try:
-        job_id = submit(env, encode_image(SCENE, "PNG", compress_level=2), "sigkill")
+        job_id = submit(env, encode_image(BIG_SCENE, "PNG", compress_level=1), "sigkill")
         app.send_task("clearcut.process_job", args=[job_id], queue="cpu")
         wait_for_status(env, job_id, "processing", 60, first, tmp_path / "first.log")
-        time.sleep(1.0)
+        time.sleep(0.3)
         stop_process_group(first, timeout=0.1, sig=signal.SIGKILL)   # parent and pool process, no goodbye
         assert first.wait(timeout=10) == -signal.SIGKILL
         assert job_row(env, job_id).status == "processing"
@@ -122,7 +124,7 @@ def test_killed_worker_job_is_requeued_and_completed(env, tmp_path, model_dir):
     try:
         row = wait_for_status(env, job_id, "succeeded", 240, second, tmp_path / "second.log")
         assert row.attempts == 2   # claimed again by the second worker
-        assert_cutout(env, row)
+        assert_cutout(env, row, BIG_MASK)
     finally:
         stop_process_group(second, timeout=15)
         app.close()

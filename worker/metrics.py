@@ -73,7 +73,6 @@ def record_batch(model: str, size: int) -> None:
 def record_job(queue: str, outcome: str, seconds: float | None, result: Mapping | None) -> None:
     """Count a finished task and, for a succeeded job, its stage timings from the result metadata."""
     m = metrics()
-    m["jobs"].labels(queue=queue or "unknown", outcome=outcome).inc()
     if seconds is not None:
         m["duration"].labels(queue=queue or "unknown").observe(seconds)
     timings = (result or {}).get("timings_ms") or {}
@@ -84,6 +83,8 @@ def record_job(queue: str, outcome: str, seconds: float | None, result: Mapping 
         m["inference"].labels(models=models).observe(float(timings["infer"]) / 1000.0)
     if (result or {}).get("confidence") is not None:
         m["confidence"].labels(models=models).observe(float(result["confidence"]))
+    # counted last: a scrape that sees the job counted also sees its stages
+    m["jobs"].labels(queue=queue or "unknown", outcome=outcome).inc()
 
 
 class QueueDepthCollector:
