@@ -14,10 +14,10 @@ from sqlalchemy import func, insert, select
 
 from clearcut.context import Context
 from clearcut.db.models import Account, ApiKey, Asset, Batch, Job, new_id, utcnow
-from clearcut.errors import ClearcutError, NotFound
+from clearcut.errors import ClearcutError
 from clearcut.jobs.events import counts
 from clearcut.jobs.replays import Replay, replay as replay_job
-from clearcut.jobs.results import STATUSES, TERMINAL, deadline, result_key
+from clearcut.jobs.results import STATUSES, TERMINAL, deadline, owned, result_key
 from clearcut.options import parse, parse_bool
 from clearcut.pipeline.encode import CONTENT_TYPES
 
@@ -142,11 +142,7 @@ def create(ctx: Context, account: Account, key: ApiKey | None, items, *, options
 
 
 def get(ctx: Context, account_id: str, batch_id: str) -> Batch:
-    with ctx.db() as session:
-        batch = session.get(Batch, batch_id)
-        if batch is None or batch.account_id != account_id:
-            raise NotFound(f"no batch {batch_id!r} for this account", code="batch_not_found")
-        return batch
+    return owned(ctx, Batch, batch_id, account_id, "batch")
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from clearcut.context import Context
 from clearcut.db.models import Account, Asset, Job, Usage, utcnow
+from clearcut.errors import NotFound
 from clearcut.models.registry import spec
 from clearcut.options import LAYOUT_FIELDS, Margin, Options, parse
 
@@ -150,3 +151,13 @@ def output_key(job: Job) -> str | None:
         return None
     name = _safe_name(job.external_id) if job.external_id else job.id
     return f"{job.output['prefix']}{name}.{job.result_key.rsplit('.', 1)[-1]}"
+
+
+def owned(ctx: Context, model, row_id: str, account_id: str, kind: str):
+    """The ``model`` row ``row_id`` if it belongs to this account. Another account's row is
+    indistinguishable from a missing one (404 ``{kind}_not_found``)."""
+    with ctx.db() as session:
+        row = session.get(model, row_id)
+        if row is None or row.account_id != account_id:
+            raise NotFound(f"no {kind} {row_id!r} for this account", code=f"{kind}_not_found")
+        return row

@@ -15,9 +15,9 @@ from sqlalchemy import and_, or_, select, update
 
 from clearcut.context import Context
 from clearcut.db.models import Account, ApiKey, Job, utcnow
-from clearcut.errors import ClearcutError, NotFound
+from clearcut.errors import ClearcutError
 from clearcut.jobs.events import check_batch_complete, on_terminal
-from clearcut.jobs.results import cached, deadline, finish_from_cache, result_key, store_original
+from clearcut.jobs.results import cached, deadline, finish_from_cache, owned, result_key, store_original
 from clearcut.options import Options
 from clearcut.pipeline.encode import CONTENT_TYPES
 
@@ -73,11 +73,7 @@ def submit_pending(ctx: Context, account: Account, key: ApiKey | None, options: 
 
 def get(ctx: Context, account_id: str, job_id: str) -> Job:
     """A job of this account; another account's job is indistinguishable from a missing one (404)."""
-    with ctx.db() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.account_id != account_id:
-            raise NotFound(f"no job {job_id!r} for this account", code="job_not_found")
-        return job
+    return owned(ctx, Job, job_id, account_id, "job")
 
 
 def cancel(ctx: Context, account_id: str, job_id: str) -> Job:
