@@ -77,3 +77,37 @@ def test_summary_lists_the_cutouts_to_review(tmp_path, model_dir):
     assert listing.read_text() == f"{tmp_path / 'in' / 'blank.png'}\n"
     bad = clearcut("remove", str(tmp_path / "in"), "--review-below", "high", model_dir=model_dir)
     assert bad.returncode == 2 and b"invalid_review_below" in bad.stderr
+
+
+def _subject_box(image: Image.Image) -> tuple[int, int, int, int]:
+    """The box of pixels that differ from pure white (the layout tests flatten onto white)."""
+    rows, cols = np.nonzero((np.asarray(image.convert("RGB")) != 255).any(axis=2))
+    return cols.min(), rows.min(), cols.max() + 1, rows.max() + 1
+
+
+def test_layout_preset_and_flags_that_override_it(tmp_path, model_dir):
+    image, _ = synthetic_scene(320, 240, radius=60)
+    source = tmp_path / "photo.png"
+    source.write_bytes(encode_image(image))
+    preset = clearcut("remove", str(source), "--layout", "amazon", "-o", str(tmp_path / "amazon.png"),
+                      model_dir=model_dir)
+    assert preset.returncode == 0, preset.stderr
+    out = Image.open(tmp_path / "amazon.png")
+    assert out.size == (2000, 2000) and out.mode == "RGB"
+    left, top, right, bottom = _subject_box(out)
+    assert abs(max(right - left, bottom - top) - 1800) <= 18  # amazon: scale 90 % of the canvas
+    assert abs((left + right) / 2 - 1000) <= 1 and abs((top + bottom) / 2 - 1000) <= 1
+    pixels = np.asarray(out)
+    assert (pixels[:top] == 255).all() and (pixels[bottom:] == 255).all()  # exact white outside the subject
+
+    flags = clearcut("remove", str(source), "--layout", "amazon", "--canvas", "800x600", "--scale", "50",
+                     "--position", "25% 50%", "--dpi", "300", "-o", str(tmp_path / "custom.png"), model_dir=model_dir)
+    assert flags.returncode == 0, flags.stderr
+    out = Image.open(tmp_path / "custom.png")
+    assert out.size == (800, 600) and round(out.info["dpi"][0]) == 300
+    left, top, right, bottom = _subject_box(out)
+    assert abs(max(right - left, bottom - top) - 300) <= 3  # 50 % of the shorter side it fits
+    assert left < 800 // 2 - (right - left) // 2  # moved left of centre by position 25 %
+
+    bad = clearcut("remove", str(source), "--shadow", "spooky", model_dir=model_dir)
+    assert bad.returncode == 2 and b"invalid_shadow" in bad.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from clearcut import config
 from clearcut.errors import ClearcutError
-from clearcut.options import FORMATS, Options, parse
+from clearcut.options import FORMATS, LAYOUT_FIELDS, Options, parse
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 
@@ -51,13 +51,25 @@ def add_image_options(p) -> None:
     p.add_argument("--model", help="quality, fast, soft, or a model name (default: CLEARCUT_DEFAULT_MODEL)")
     p.add_argument("--review-below", help="flag cutouts whose confidence is below this (0-1; default: "
                                            "CLEARCUT_REVIEW_BELOW)")
+    layout = p.add_argument_group("layout (docs/layout.md)")
+    layout.add_argument("--layout", help="marketplace preset: amazon, shopify, ebay, etsy, google-merchant "
+                                         "(the flags below override it)")
+    layout.add_argument("--canvas", help="original, square or WxH such as 2000x2000")
+    layout.add_argument("--padding", help="space inside the canvas edge: 40px, 5%%, '5%% 10%%'")
+    layout.add_argument("--position", help="center, original, or 'X%% Y%%'")
+    layout.add_argument("--scale", help="the subject's longer side as a %% of the padded canvas (1-100)")
+    layout.add_argument("--shadow", help="none, drop, contact or floating")
+    layout.add_argument("--shadow-opacity", help="0-100 (default: the shadow type's own)")
+    layout.add_argument("--shadow-softness", help="0-100 (default 50)")
+    layout.add_argument("--dpi", help="resolution written into the file's metadata, such as 300")
 
 
 def option_fields(args) -> dict:
     """The cutout options of ``add_image_options`` as /v2 fields (None: not given)."""
     return {"format": args.format, "channels": args.channels, "size": args.size,
             "bg_color": args.bg_color, "crop": args.crop, "crop_margin": args.crop_margin,
-            "despill": args.despill, "model": args.model, "review_below": args.review_below}
+            "despill": args.despill, "model": args.model, "review_below": args.review_below,
+            **{name: getattr(args, name) for name in LAYOUT_FIELDS}}
 
 
 def _options(args) -> Options:
