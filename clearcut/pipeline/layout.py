@@ -87,36 +87,61 @@ def apply(fg: np.ndarray, alpha: np.ndarray, options: Options):
         out_alpha[y0:y1, x0:x1] = sub_alpha[y0 - y:y1 - y, x0 - x:x1 - x]
     subject = compose.bounding_box(out_alpha >= compose.SUBJECT_ALPHA)
     if options.shadow != "none" and subject is not None:
-        shadow = render_shadow(out_alpha, subject, options)
-        out_fg, out_alpha = _over_shadow(out_fg, out_alpha, shadow)
+        shadow, (x0, y0, x1, y1) = render_shadow(out_alpha, subject, options)
+        if shadow.size:
+            out_fg[y0:y1, x0:x1], out_alpha[y0:y1, x0:x1] = _over_shadow(out_fg[y0:y1, x0:x1],
+                                                                         out_alpha[y0:y1, x0:x1], shadow)
     return out_fg, out_alpha, subject
 
 
-def render_shadow(alpha: np.ndarray, subject, options: Options) -> np.ndarray:
-    """The shadow's alpha (0..1) on the canvas, from the subject's matte and box."""
+def render_shadow(alpha: np.ndarray, subject, options: Options):
+    """The shadow's alpha (0..1) and the window (x0, y0, x1, y1) of the canvas it covers.
+
+    Only the window the blurred shadow can reach is computed (a listing canvas is mostly empty): the
+    shadow is exactly 0 outside it.
+    """
     left, top, bw, bh = subject
     height, width = alpha.shape
     opacity = (options.shadow_opacity if options.shadow_opacity is not None else OPACITY[options.shadow]) / 100
     softness = (options.shadow_softness if options.shadow_softness is not None else DEFAULT_SOFTNESS) / 100
     longer = max(bw, bh)
-    shadow = np.zeros_like(alpha)
     if options.shadow == "drop":  # the silhouette, offset down and to the right, blurred
         dx, dy = round(0.02 * longer), round(0.03 * longer)
-        matrix = np.float32([[1, 0, dx], [0, 1, dy]])
-        shadow = cv2.warpAffine(alpha, matrix, (width, height), flags=cv2.INTER_NEAREST,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         sigma = max(0.5, softness * 0.04 * longer)
+        reach = _reach(sigma)
+        x0, y0, x1, y1 = _window(left + dx - reach, top + dy - reach, left + bw + dx + reach, top + bh + dy + reach,
+                                 width, height)
+        shadow = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), np.float32)
+        sx0, sy0, sx1, sy1 = max(0, x0 - dx), max(0, y0 - dy), min(width, x1 - dx), min(height, y1 - dy)
+        if sx1 > sx0 and sy1 > sy0:
+            shadow[sy0 + dy - y0:sy1 + dy - y0, sx0 + dx - x0:sx1 + dx - x0] = alpha[sy0:sy1, sx0:sx1]
     else:  # an ellipse under the base: touching it (contact) or below a gap (floating)
         floating = options.shadow == "floating"
         cx = left + bw / 2
         semi_x = bw * (0.35 if floating else 0.45)
         semi_y = max(1.0, bw * (0.05 if floating else 0.06))
         cy = top + bh + (0.06 * bh + semi_y if floating else 0.0)
-        shadow = np.zeros_like(alpha)
-        cv2.ellipse(shadow, (round(cx * 4), round(cy * 4)), (round(semi_x * 4), round(semi_y * 4)), 0, 0, 360, 1.0,
-                    thickness=-1, lineType=cv2.LINE_AA, shift=2)
         sigma = max(0.5, softness * (0.5 if floating else 0.35) * semi_y * 2)
-    return np.clip(_blur(shadow, sigma) * opacity, 0.0, 1.0)
+        reach = _reach(sigma)
+        x0, y0, x1, y1 = _window(math.floor(cx - semi_x) - reach, math.floor(cy - semi_y) - reach,
+                                 math.ceil(cx + semi_x) + reach, math.ceil(cy + semi_y) + reach, width, height)
+        shadow = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), np.float32)
+        cv2.ellipse(shadow, (round((cx - x0) * 4), round((cy - y0) * 4)), (round(semi_x * 4), round(semi_y * 4)),
+                    0, 0, 360, 1.0, thickness=-1, lineType=cv2.LINE_AA, shift=2)
+    if not shadow.size:
+        return shadow, (x0, y0, x1, y1)
+    return np.clip(_blur(shadow, sigma) * opacity, 0.0, 1.0), (x0, y0, x1, y1)
+
+
+def _window(x0: int, y0: int, x1: int, y1: int, width: int, height: int) -> tuple[int, int, int, int]:
+    x0, y0 = max(0, x0), max(0, y0)
+    return x0, y0, max(x0, min(width, x1)), max(y0, min(height, y1))
+
+
+def _reach(sigma: float) -> int:
+    """How far (px) _blur spreads a pixel: its kernel radius on the coarse grid plus a grid step each side."""
+    step = max(1, int(sigma // 3))
+    return math.ceil(3 * sigma / step) * step + 2 * step + 2
 
 
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -132,8 +157,15 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _over_shadow(fg: np.ndarray, alpha: np.ndarray, shadow: np.ndarray):
-    """The subject over a black shadow: alpha a + s(1 - a), colour fg * a / that (black adds nothing)."""
-    combined = alpha + shadow * (1.0 - alpha)
-    weight = np.divide(alpha, combined, out=np.zeros_like(alpha), where=combined > 0)
-    colour = np.clip(fg.astype(np.float32) * weight[:, :, None] + 0.5, 0, 255).astype(np.uint8)
-    return colour, combined.astype(np.float32)
+    """The subject over a black shadow: alpha a + s(1 - a), colour fg * a / that (black adds nothing).
+
+    The colour only changes where the subject is partly transparent (scaled) or absent (black); opaque
+    pixels keep theirs, so only the subject's edge is computed in floats.
+    """
+    combined = shadow * (1.0 - alpha)
+    combined += alpha
+    colour = cv2.bitwise_and(fg, fg, mask=(alpha > 0).view(np.uint8))
+    rows, cols = np.nonzero((alpha > 0) & (alpha < 1))
+    weight = alpha[rows, cols] / combined[rows, cols]
+    colour[rows, cols] = np.clip(fg[rows, cols].astype(np.float32) * weight[:, None] + 0.5, 0, 255).astype(np.uint8)
+    return colour, combined

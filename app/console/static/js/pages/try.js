@@ -29,9 +29,22 @@ export function render(main) {
   const bgOn = h("input", { type: "checkbox", id: "opt-bg-on" });
   const bgColor = h("input", { type: "color", id: "opt-bg-color", name: "bg_color", value: "#ffffff", disabled: true });
   bgOn.addEventListener("change", () => { bgColor.disabled = !bgOn.checked; });
-  for (const [name, el] of [["format", format.input], ["channels", channels.input], ["size", size.input]]) {
+  // Marketplace presets come from GET /v2/layouts; a chosen one fills canvas, placement, background and
+  // shadow, and the shadow picker (like the background colour) overrides it.
+  const layout = field("Marketplace layout", select([["", "None (keep the photo's frame)"]], ""),
+    "A listing image: canvas, placement and background from the marketplace's rule.");
+  const shadow = field("Shadow", select([["", "As the layout says"], ["none", "None"], ["drop", "Drop"],
+    ["contact", "Contact (under the base)"], ["floating", "Floating"]], ""));
+  const layoutRule = layout.wrap.querySelector(".hint");
+  for (const [name, el] of [["format", format.input], ["channels", channels.input], ["size", size.input],
+    ["layout", layout.input], ["shadow", shadow.input]]) {
     el.id = `opt-${name}`;
     el.name = name;
+    const hint = el.parentElement.querySelector(".hint");
+    if (hint) {
+      hint.id = `${el.id}-hint`;
+      el.setAttribute("aria-describedby", hint.id);
+    }
     el.previousElementSibling.htmlFor = el.id;
   }
 
@@ -46,9 +59,27 @@ export function render(main) {
         h("div", { class: "field check" }, crop, h("label", { for: "opt-crop", text: "Crop to the subject" })),
         h("div", { class: "field check" }, despill, h("label", { for: "opt-despill", text: "Despill (remove colour fringes)" })),
         h("div", { class: "field check" }, bgOn, h("label", { for: "opt-bg-on", text: "Fill the background" })),
-        h("div", { class: "field" }, h("label", { for: "opt-bg-color", text: "Background colour" }), bgColor))),
+        h("div", { class: "field" }, h("label", { for: "opt-bg-color", text: "Background colour" }), bgColor),
+        layout.wrap, shadow.wrap)),
     h("div", { class: "actions" }, submit),
     status);
+
+  const presets = new Map();
+  api("/v2/layouts", { signal: controller.signal }).then((answer) => {
+    for (const preset of answer.data) {
+      presets.set(preset.name, preset);
+      layout.input.append(h("option", { value: preset.name, text: preset.name }));
+    }
+  }).catch((err) => {
+    if (err.name !== "AbortError") layoutRule.textContent = `The presets could not be loaded (${err.code || err.message}).`;
+  });
+  layout.input.addEventListener("change", () => {
+    const preset = presets.get(layout.input.value);
+    layoutRule.textContent = preset
+      ? `${preset.options.canvas}, subject ${preset.options.scale} % of the frame, ${preset.options.bg_color} background` +
+        ` — ${preset.rule} (${preset.source}).`
+      : "A listing image: canvas, placement and background from the marketplace's rule.";
+  });
 
   function choose(picked) {
     if (!picked) return;
@@ -79,6 +110,8 @@ export function render(main) {
     const chosen = { format: format.input.value, channels: channels.input.value, size: size.input.value,
       crop: crop.checked ? "true" : "false", despill: despill.checked ? "true" : "false" };
     if (bgOn.checked) chosen.bg_color = bgColor.value;
+    if (layout.input.value) chosen.layout = layout.input.value;
+    if (shadow.input.value) chosen.shadow = shadow.input.value;
     return chosen;
   }
 
@@ -142,7 +175,8 @@ export function render(main) {
     const originalUrl = remember(URL.createObjectURL(file));
     const cutoutUrl = remember(URL.createObjectURL(blob));
     const contentType = response.headers.get("Content-Type") || blob.type;
-    const hasAlpha = chosen.channels === "alpha" || (!chosen.bg_color && !NO_ALPHA.has(chosen.format));
+    const flattened = chosen.bg_color || (chosen.layout && presets.get(chosen.layout)?.options.bg_color);
+    const hasAlpha = chosen.channels === "alpha" || (!flattened && !NO_ALPHA.has(chosen.format));
     const width = response.headers.get("X-Width");
     const height = response.headers.get("X-Height");
 
