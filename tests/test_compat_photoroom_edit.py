@@ -299,6 +299,7 @@ def test_generative_and_unimplemented_fields_are_refused_by_name(url, key, compa
     ({"maxHeight": "0"}, "invalid_max_height", "1 to 10000"),
     ({"background.scaling": "fit"}, "invalid_background_scaling", "background.imageUrl"),
     ({"paddingg": "0.1"}, "unknown_option", "'padding'"),
+    ({"ignorePaddingAndSnapToEdges": "false"}, "unknown_option", "'ignorePaddingAndSnapOnCroppedSides'"),
     ({"image_file": "x"}, "mixed_vendor_fields", "imageFile"),
     ({"bg_color": "red"}, "mixed_vendor_fields", "background.color"),
 ])

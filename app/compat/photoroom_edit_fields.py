@@ -68,8 +68,7 @@ GROUP_NAMES = (
 _BY_KEY = {name.lower(): name for name in (*SUPPORTED, *UNSUPPORTED, *GROUP_NAMES)}
 _OTHER_VENDOR_NAMES = {"image_file": "imageFile", "image_url": "imageUrl", "bg_color": "background.color",
                        "format": "export.format", "bg_image_url": "background.imageUrl", "dpi": "export.dpi",
-                       "crop": "outputSize=croppedSubject", "ignorePaddingAndSnapToEdges":
-                       "ignorePaddingAndSnapOnCroppedSides"}
+                       "crop": "outputSize=croppedSubject"}
 
 
 def snake(name: str) -> str:
@@ -81,12 +80,11 @@ def _invalid(name: str, message: str) -> InvalidOption:
 
 
 def _unknown(key: str) -> InvalidOption:
-    hint = _OTHER_VENDOR_NAMES.get(key) or next((v for k, v in _OTHER_VENDOR_NAMES.items() if k.lower() == key), None)
-    if hint is None and any(key in FIELDS[v] or key in INPUTS[v] for v in FIELDS):
-        hint = "(no equivalent on /v2/edit)"
-    if hint:
-        return InvalidOption(f"{key!r} is not a Photoroom /v2/edit field (it belongs to another API); use {hint}",
-                             code="mixed_vendor_fields", field=key, use=hint)
+    use = _OTHER_VENDOR_NAMES.get(key)
+    if use or any(key in FIELDS[v] or key in INPUTS[v] for v in FIELDS):
+        hint = f"send {use!r} instead" if use else "/v2/edit has no equivalent"
+        return InvalidOption(f"{key!r} is a field of another API, not of Photoroom /v2/edit: {hint}",
+                             code="mixed_vendor_fields", field=key, use=use)
     close = difflib.get_close_matches(key, list(_BY_KEY), n=1, cutoff=0.75)
     suggestion = f"; did you mean {_BY_KEY[close[0]]!r}?" if close else ""
     return InvalidOption(f"unknown field {key!r} for Photoroom /v2/edit{suggestion} (docs/compat.md lists the "
