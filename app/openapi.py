@@ -25,14 +25,24 @@ OPTION_PROPS = {
     "cache": {"type": "string", "description": "boolean; false recomputes"},
     "review_below": {"type": "string", "description": "number 0-1: needs_review below this confidence "
                                                       "(default CLEARCUT_REVIEW_BELOW)", "example": "0.9"},
-    "canvas": {"type": "string", "description": "original, square or WxH pixels (docs/layout.md)", "example": "800x800"},
-    "padding": {"type": "string", "description": "px or % of the canvas, 1/2/4 values", "example": "5%"},
+    "canvas": {"type": "string", "description": "original, square, subject or WxH pixels (docs/layout.md)",
+               "example": "800x800"},
+    "margin": {"type": "string", "description": "px or % of the canvas, 1/2/4 values, outside the padding",
+               "example": "2%"},
+    "padding": {"type": "string", "description": "px or % of the canvas inside the margin, 1/2/4 values",
+                "example": "5%"},
     "position": {"type": "string", "description": "center, original or 'X% Y%'", "example": "50% 100%"},
     "scale": {"type": "string", "description": "the subject's box as a % (1-100) of the padded canvas",
               "example": "85"},
     "shadow": {"type": "string", "enum": ["none", "drop", "contact", "floating"], "default": "none"},
     "shadow_opacity": {"type": "string", "description": "0-100", "example": "40"},
     "shadow_softness": {"type": "string", "description": "0-100", "example": "50"},
+    "fit": {"type": "string", "enum": ["contain", "cover"], "default": "contain"},
+    "reference": {"type": "string", "enum": ["subject", "image"], "default": "subject"},
+    "snap_edges": {"type": "string", "enum": ["none", "all", "horizontal", "vertical"], "default": "none"},
+    "max_width": {"type": "string", "description": "1-10000: the canvas shrinks to fit", "example": "1200"},
+    "max_height": {"type": "string", "description": "1-10000: the canvas shrinks to fit", "example": "1200"},
+    "remove_background": {"type": "string", "description": "boolean; false keeps the whole photo"},
     "dpi": {"type": "string", "description": "1-2400, written into the file's metadata", "example": "300"},
     "layout": {"type": "string", "enum": sorted(PRESETS),
                "description": "marketplace preset; explicit options override it"},
@@ -112,6 +122,35 @@ def _vendor_upload(field: str, summary: str) -> dict:
         "multipart/form-data": {"schema": {"type": "object", "properties": {
             field: {"type": "string", "format": "binary"}}}}}},
         "responses": {"200": IMAGE_OUT, **_errors(*STD_ERRORS)}}}
+
+
+PHOTOROOM_EDIT_FIELDS = {
+    "outputSize": {"type": "string", "description": "auto, originalImage, croppedSubject or WxH",
+                   "example": "1000x1000"},
+    "padding": {"type": "string", "description": "0-0.49, 0%-49% or px", "example": "0.1"},
+    "margin": {"type": "string", "description": "0-0.49, 0%-49% or px", "example": "20px"},
+    "background.color": {"type": "string", "description": "hex (no #), CSS name or transparent", "example": "FFFFFF"},
+    "shadow.mode": {"type": "string", "enum": ["ai.soft", "ai.hard", "ai.floating"]},
+    "export.format": {"type": "string", "enum": ["png", "jpeg", "jpg", "webp"], "default": "png"},
+    "removeBackground": {"type": "string", "description": "boolean", "default": "true"},
+}
+PHOTOROOM_EDIT_ERRORS = {str(s): _json({"type": "object", "properties": {"error": {"type": "object", "properties": {
+    "message": {"type": "string"}, "code": {"type": "string"}, "status": {"type": "integer"},
+    "request_id": {"type": "string"}}, "required": ["message", "code"]}}}, "Photoroom's error shape")
+    for s in (400, 403, 429)}
+
+
+def _photoroom_edit() -> dict:
+    """GET (imageUrl in the query) and POST (multipart imageFile) /v2/edit; docs/compat.md has every field."""
+    summary = "Photoroom Image Editing drop-in (docs/compat.md)"
+    query = [{**_query(name, schema), "required": name == "imageUrl"}
+             for name, schema in {"imageUrl": {"type": "string"}, **PHOTOROOM_EDIT_FIELDS}.items()]
+    form = {"imageFile": {"type": "string", "format": "binary"}, "imageUrl": {"type": "string"},
+            **PHOTOROOM_EDIT_FIELDS}
+    responses = {"200": IMAGE_OUT, **PHOTOROOM_EDIT_ERRORS}
+    return {"get": {"tags": ["compat"], "summary": summary, "parameters": query, "responses": responses},
+            "post": {"tags": ["compat"], "summary": summary, "responses": responses, "requestBody": {"content": {
+                "multipart/form-data": {"schema": {"type": "object", "properties": form}}}}}}
 
 
 def document(server_url: str) -> dict:
@@ -217,6 +256,7 @@ def document(server_url: str) -> dict:
         "/v1.0/account": {"get": {"tags": ["compat"], "summary": "remove.bg account drop-in",
                                   "responses": {"200": _json({"type": "object"}), **_errors(401, 403)}}},
         "/v1/segment": _vendor_upload("image_file", "Photoroom drop-in"),
+        "/v2/edit": _photoroom_edit(),
         "/remove-background/v1": _vendor_upload("image_file", "Clipdrop drop-in"),
         "/v2.0/remove_image_background": _vendor_upload("source_image_file", "Slazzer drop-in"),
         "/v1.0/image-without-background": _vendor_upload("file", "withoutbg drop-in (binary)"),

@@ -25,6 +25,9 @@ FALSE = {"false", "0", "no"}
 MODEL_PRESETS = ("quality", "fast", "soft")
 BOOLEANS = ("crop", "despill")
 SHADOWS = ("none", "drop", "contact", "floating")
+FITS = ("contain", "cover")
+SNAP_EDGES = ("none", "all", "horizontal", "vertical")
+REFERENCES = ("subject", "image")
 MAX_CANVAS_SIDE = 10_000
 MAX_CANVAS_PIXELS = 50_000_000
 
@@ -60,12 +63,21 @@ class Options:
     shadow_softness: float | None = None  # 0-100; None: 50
     dpi: int | None = None  # written into PNG/JPEG/WebP/TIFF metadata
     layout: str | None = None  # a marketplace preset (clearcut.layouts.PRESETS), expanded by parse
+    # Placement (docs/layout.md, "Margin, fit, snapping, reference"); Photoroom's /v2/edit maps onto these.
+    margin: Margin = field(default_factory=Margin)  # clear band at the canvas edges; padding % are of what is inside
+    fit: str = "contain"  # cover: the box covers the padded area (what overflows is clipped)
+    snap_edges: str = "none"  # sides where the photo's frame cut the subject: no padding, subject held against them
+    reference: str = "subject"  # image: the whole frame is fitted, the subject keeps its place in it
+    max_width: int | None = None  # the canvas shrinks (aspect kept) to fit within these
+    max_height: int | None = None
+    remove_background: bool = True  # false: no segmentation; the whole frame is the subject
 
     @property
     def laid_out(self) -> bool:
         """True when the layout step changes anything (a canvas, padding, position, scale or shadow)."""
         return (self.canvas != "original" or self.padding != Margin() or self.position is not None
-                or self.scale is not None or self.shadow != "none")
+                or self.scale is not None or self.shadow != "none" or self.margin != Margin() or self.fit != "contain"
+                or self.max_width is not None or self.max_height is not None)
 
     @property
     def flattened(self) -> bool:
@@ -77,6 +89,7 @@ class Options:
         data = asdict(self)
         data["bg_color"] = "#%02x%02x%02x" % self.bg_color if self.bg_color else None
         data["padding"] = format_margin(self.padding)
+        data["margin"] = format_margin(self.margin)
         return data
 
     def cutout_key(self) -> dict[str, Any]:
@@ -85,7 +98,7 @@ class Options:
         data.pop("review_below")
         data.pop("layout")  # its values are in the fields it set
         defaults = Options().normalised()
-        for name in LAYOUT_FIELDS:  # absent at their defaults: keys of results made without layout stay as they were
+        for name in (*LAYOUT_FIELDS, *PLACEMENT_FIELDS):  # absent at their defaults: keys of results made without layout stay as they were
             if data.get(name) == defaults[name]:
                 data.pop(name, None)
         return data
@@ -173,24 +186,39 @@ def format_margin(margin: Margin) -> str:
 
 
 def parse_padding(value: Any) -> Margin:
-    """padding: like crop_margin, but % are of the canvas (at most 40 % per side) and px at most 5000."""
-    return parse_margin(value, name="padding", max_px=5000, max_percent=40)
+    """padding: like crop_margin, but % are of the canvas inside ``margin`` (at most 49 % per side) and px at
+    most 5000."""
+    return parse_margin(value, name="padding", max_px=5000, max_percent=49)
+
+
+def parse_canvas_margin(value: Any) -> Margin:
+    """margin: like padding, but % are of the whole canvas."""
+    return parse_margin(value, name="margin", max_px=5000, max_percent=49)
+
+
+def parse_max_side(name: str, value: Any) -> int:
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CANVAS_SIDE:
+        raise InvalidOption(f"{name} must be a whole number of pixels from 1 to {MAX_CANVAS_SIDE} (e.g. 1200); "
+                            f"got {value!r}", code=f"invalid_{name}", option=name)
+    return int(text)
 
 
 _CANVAS = re.compile(r"(\d{1,5})\s*[x×]\s*(\d{1,5})")
 
 
 def parse_canvas(value: Any) -> str:
-    """``original`` (the cutout's own size), ``square`` (its longer side squared) or ``WxH`` pixels."""
+    """``original`` (the cutout's own size), ``square`` (its longer side squared), ``subject`` (the subject's
+    box at its own size plus margin and padding) or ``WxH`` pixels."""
     text = str(value).strip().lower()
-    if text in ("original", "square"):
+    if text in ("original", "square", "subject"):
         return text
     match = _CANVAS.fullmatch(text)
     if match:
         width, height = int(match.group(1)), int(match.group(2))
         if 1 <= width <= MAX_CANVAS_SIDE and 1 <= height <= MAX_CANVAS_SIDE and width * height <= MAX_CANVAS_PIXELS:
             return f"{width}x{height}"
-    raise InvalidOption(f"canvas must be original, square or WxH pixels (e.g. 2000x2000; each side 1-"
+    raise InvalidOption(f"canvas must be original, square, subject or WxH pixels (e.g. 2000x2000; each side 1-"
                         f"{MAX_CANVAS_SIDE}, at most {MAX_CANVAS_PIXELS // 1_000_000} MP); got {value!r}",
                         code="invalid_canvas", option="canvas")
 
@@ -286,9 +314,18 @@ PARSERS = {
     "shadow_softness": lambda v: _percent("shadow_softness", v, 0, 100, "50"),
     "dpi": parse_dpi,
     "layout": parse_layout,
+    "margin": parse_canvas_margin,
+    "fit": lambda v: _choice("fit", v, FITS),
+    "snap_edges": lambda v: _choice("snap_edges", v, SNAP_EDGES),
+    "reference": lambda v: _choice("reference", v, REFERENCES),
+    "max_width": lambda v: parse_max_side("max_width", v),
+    "max_height": lambda v: parse_max_side("max_height", v),
+    "remove_background": lambda v: parse_bool("remove_background", v),
 }
 LAYOUT_FIELDS = ("canvas", "padding", "position", "scale", "shadow", "shadow_opacity", "shadow_softness", "dpi",
                  "layout")
+# Later options: left out of the result key at their defaults (like the layout fields), stored in job rows.
+PLACEMENT_FIELDS = ("margin", "fit", "snap_edges", "reference", "max_width", "max_height", "remove_background")
 
 
 def parse(values: Mapping[str, Any], *, allow_unknown: bool = False) -> Options:

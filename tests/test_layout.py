@@ -43,7 +43,7 @@ def centre(b):
 
 @pytest.mark.parametrize("name,value,code", [
     ("canvas", "2000", "invalid_canvas"), ("canvas", "0x10", "invalid_canvas"), ("canvas", "20000x20", "invalid_canvas"),
-    ("padding", "10em", "invalid_padding"), ("padding", "45%", "invalid_padding"), ("position", "top", "invalid_position"),
+    ("padding", "10em", "invalid_padding"), ("padding", "50%", "invalid_padding"), ("position", "top", "invalid_position"),
     ("position", "120% 0%", "invalid_position"), ("scale", "0", "invalid_scale"), ("scale", "150%", "invalid_scale"),
     ("shadow", "hard", "invalid_shadow"), ("shadow_opacity", "101", "invalid_shadow_opacity"),
     ("shadow_softness", "soft", "invalid_shadow_softness"), ("dpi", "72.5", "invalid_dpi"), ("dpi", "0", "invalid_dpi"),

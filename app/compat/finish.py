@@ -1,5 +1,6 @@
-"""remove.bg outputs that Clearcut's options do not carry, built from one RGBA pipeline result: a zip of
-``color.jpg`` + ``alpha.png``, and compositing onto a semi-transparent colour or a background image.
+"""Vendor outputs that Clearcut's options do not carry, built from one RGBA pipeline result: remove.bg's zip
+of ``color.jpg`` + ``alpha.png``, and compositing onto a semi-transparent colour or a background image
+(remove.bg, Photoroom /v2/edit).
 Sizes never change here, so the job's X-Width/X-Height/foreground metadata stays true."""
 from __future__ import annotations
 
@@ -27,17 +28,24 @@ def zip_color_alpha(cutout: bytes) -> bytes:
 
 
 def composite(cutout: bytes, fmt: str, *, color: tuple[int, int, int, int] | None = None,
-              image: bytes | None = None) -> bytes:
-    """The cutout over a background colour (alpha allowed) or an image scaled to cover and centred."""
+              image: bytes | None = None, image_fit: str = "cover", dpi: int | None = None) -> bytes:
+    """The cutout over an image (scaled to ``cover`` the canvas, or to ``contain`` it, centred) over a
+    background colour (alpha allowed); either may be left out."""
     front = _rgba(cutout)
+    back = Image.new("RGBA", front.size, color or (0, 0, 0, 0))
     if image is not None:
-        back = ImageOps.fit(Image.open(io.BytesIO(image)).convert("RGBA"), front.size, Image.Resampling.LANCZOS)
-    else:
-        back = Image.new("RGBA", front.size, color)
+        picture = Image.open(io.BytesIO(image)).convert("RGBA")
+        if image_fit == "cover":
+            layer = ImageOps.fit(picture, front.size, Image.Resampling.LANCZOS)
+        else:
+            fitted = ImageOps.contain(picture, front.size, Image.Resampling.LANCZOS)
+            layer = Image.new("RGBA", front.size, (0, 0, 0, 0))
+            layer.paste(fitted, ((front.width - fitted.width) // 2, (front.height - fitted.height) // 2))
+        back = Image.alpha_composite(back, layer)
     out = np.asarray(Image.alpha_composite(back, front))
-    if fmt == "jpg":  # remove.bg's formats are png, jpg and webp; only jpg has no alpha
+    if fmt == "jpg":  # of the vendors' formats (png, jpg, webp) only jpg has no alpha
         out = out[:, :, :3]
-    return encode(np.ascontiguousarray(out), fmt)
+    return encode(np.ascontiguousarray(out), fmt, dpi=dpi)
 
 
 def is_opaque(data: bytes) -> bool:

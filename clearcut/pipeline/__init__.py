@@ -61,17 +61,20 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
     timer = _Timer()
     with timer("decode"):
         image = decode(data, max_megapixels=config.get("CLEARCUT_MAX_MEGAPIXELS"))
-    models = segment.models_for(segment.resolve_models(options.model), image.width, image.height, store)
-    with timer("infer"):
-        matte_lo, proxy = segment.predict(image.rgb, models, store)
-    with timer("confidence"):
-        score = confidence.confidence(matte_lo)
+    models, score = [], None  # remove_background=false: no model runs, the whole frame is the subject
+    if options.remove_background:
+        models = segment.models_for(segment.resolve_models(options.model), image.width, image.height, store)
+        with timer("infer"):
+            matte_lo, proxy = segment.predict(image.rgb, models, store)
+        with timer("confidence"):
+            score = confidence.confidence(matte_lo)
     with timer("refine"):
         # Without crop the output size is known now: work at that size (cheaper than full then shrink).
         work_size = ((image.width, image.height) if options.crop
                      else compose.target_size(image.width, image.height, options.size))
         rgb = compose.resize_rgb(image.rgb, work_size)
-        alpha = full_matte(matte_lo, proxy, rgb, options.model)
+        alpha = (full_matte(matte_lo, proxy, rgb, options.model) if options.remove_background
+                 else np.ones(rgb.shape[:2], np.float32))
         if image.alpha is not None:  # already-transparent input: never make hidden pixels visible
             alpha = np.minimum(alpha, compose.resize_rgb(image.alpha, work_size).astype(np.float32) / 255.0)
         needs_colour = options.channels == "rgba" and alpha.size and bool(((alpha > 0) & (alpha < 1)).any())
@@ -79,6 +82,7 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
     with timer("compose"):
         scale = rgb.shape[1] / image.width
         bbox_work = compose.bounding_box(alpha >= compose.SUBJECT_ALPHA)
+        cut = layout.cut_sides(bbox_work, *work_size)  # where the photo's frame cut the subject (before any crop)
         if options.crop and bbox_work is not None:
             left, top, right, bottom = compose.crop_box(bbox_work, options.crop_margin, *work_size)
             fg, alpha = fg[top:bottom, left:right], alpha[top:bottom, left:right]
@@ -87,8 +91,8 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
                 scale *= out_size[0] / (right - left)
                 fg = compose.resize_rgb(fg, out_size)
                 alpha = compose.resize_rgb(alpha, out_size)
-    with timer("layout"):  # canvas, padding, scale, position, shadow (0 ms without them)
-        fg, alpha, bbox_out = layout.apply(fg, alpha, options)
+    with timer("layout"):  # canvas, margin, padding, fit, position, shadow (0 ms without them)
+        fg, alpha, bbox_out = layout.apply(fg, alpha, options, cut)
     with timer("finish"):
         pixels = compose.finish(fg, alpha, options)
     with timer("encode"):

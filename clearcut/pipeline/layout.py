@@ -1,4 +1,4 @@
-"""Lay the cutout out on a canvas: size, padding, scale, position, and a shadow rendered from the matte.
+"""Lay the cutout out on a canvas: size, margin, padding, fit, scale, position, and a shadow from the matte.
 
 Runs after compose's crop and size step and before the background is flattened, on the foreground
 colours and the float matte. The subject is the box of pixels at least ``compose.SUBJECT_ALPHA``
@@ -6,6 +6,12 @@ opaque; fainter haze outside that box is dropped, so everything outside the subj
 is exactly the background. Shadows are black with a deterministic alpha (no generative model): the
 subject is composited over them, so on a transparent canvas they stay semi-transparent and on a flat
 background they darken it.
+
+Geometry, outside in: the canvas; the ``margin`` band at its edges; the ``padding`` band inside that (its
+% are of the area within the margin); the padded area, into which the reference box (the subject's box,
+or the whole frame with ``reference=image``) is fitted (``fit=contain``) or made to cover it
+(``fit=cover``), times ``scale``, and placed by ``position``. ``snap_edges`` drops the padding on sides
+where the photo's frame cut the subject off and holds the subject against them; the margin always stays.
 """
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ import math
 import cv2
 import numpy as np
 
-from clearcut.options import Options
+from clearcut.errors import InvalidOption
+from clearcut.options import MAX_CANVAS_PIXELS, MAX_CANVAS_SIDE, Margin, Options
 from clearcut.pipeline import compose
 
 # Defaults per shadow type: opacity in % and the geometry as fractions of the subject's box.
@@ -32,12 +39,61 @@ def canvas_size(canvas: str, width: int, height: int) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _content_box(options: Options, width: int, height: int) -> tuple[float, float, float, float]:
-    """(left, top, width, height) of the canvas inside the padding (at least 1 px each way)."""
-    p = options.padding
-    sx, sy = (width, height) if p.relative else (1, 1)
-    left, right, top, bottom = p.left * sx, p.right * sx, p.top * sy, p.bottom * sy
-    return left, top, max(1.0, width - left - right), max(1.0, height - top - bottom)
+Box = tuple[int, int, int, int]  # (left, top, width, height)
+SIDES = ("left", "top", "right", "bottom")
+
+
+def _sides(margin: Margin, width: float, height: float) -> list[float]:
+    """[left, top, right, bottom] in px of a Margin whose relative values are fractions of width x height."""
+    sx, sy = (width, height) if margin.relative else (1, 1)
+    return [margin.left * sx, margin.top * sy, margin.right * sx, margin.bottom * sy]
+
+
+def cut_sides(box: Box | None, width: int, height: int) -> frozenset[str]:
+    """The sides of a frame the subject's box reaches (within 1 px): where the photo cut it off."""
+    if box is None:
+        return frozenset()
+    left, top, w, h = box
+    reach = (left <= 1, top <= 1, left + w >= width - 1, top + h >= height - 1)
+    return frozenset(side for side, touches in zip(SIDES, reach) if touches)
+
+
+def snapped_sides(options: Options, cut: frozenset[str]) -> frozenset[str]:
+    """The cut sides that ``snap_edges`` holds the subject against (their padding is dropped)."""
+    axes = {"all": SIDES, "horizontal": ("left", "right"), "vertical": ("top", "bottom")}.get(options.snap_edges, ())
+    return frozenset(side for side in cut if side in axes)
+
+
+def _padding(options: Options, doc_w: float, doc_h: float, snapped: frozenset[str]) -> list[float]:
+    return [0.0 if name in snapped else value for name, value in zip(SIDES, _sides(options.padding, doc_w, doc_h))]
+
+
+def _around(ref_w: int, ref_h: int, options: Options, snapped: frozenset[str]) -> tuple[int, int]:
+    """canvas=subject: the reference box at its own size with the padding, then the margin, around it."""
+    pad = [0.0 if name in snapped else value for name, value in zip(SIDES, _sides(options.padding, 1, 1))]
+    mar = _sides(options.margin, 1, 1)
+
+    def grow(inner: float, low: int, high: int) -> int:
+        for parts, relative in ((pad, options.padding.relative), (mar, options.margin.relative)):
+            extra = parts[low] + parts[high]
+            inner = inner / max(0.02, 1 - extra) if relative else inner + extra
+        return max(1, round(inner))
+    return grow(ref_w, 0, 2), grow(ref_h, 1, 3)
+
+
+def _canvas(options: Options, ref: Box, width: int, height: int, snapped: frozenset[str]) -> tuple[int, int]:
+    """The canvas size: the ``canvas`` option, shrunk (aspect kept) to fit max_width / max_height."""
+    cw, ch = (_around(ref[2], ref[3], options, snapped) if options.canvas == "subject"
+              else canvas_size(options.canvas, width, height))
+    shrink = min(1.0, (options.max_width or cw) / cw, (options.max_height or ch) / ch)
+    if shrink < 1:
+        cw = min(options.max_width or cw, max(1, round(cw * shrink)))
+        ch = min(options.max_height or ch, max(1, round(ch * shrink)))
+    if max(cw, ch) > MAX_CANVAS_SIDE or cw * ch > MAX_CANVAS_PIXELS:
+        raise InvalidOption(f"the canvas would be {cw}x{ch} px (the limits are {MAX_CANVAS_SIDE} px a side and "
+                            f"{MAX_CANVAS_PIXELS // 1_000_000} MP): lower the padding or margin, or set max_width / "
+                            "max_height", code="invalid_canvas", option="canvas")
+    return cw, ch
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -47,37 +103,62 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def apply(fg: np.ndarray, alpha: np.ndarray, options: Options):
-    """(fg, alpha, subject box) on the canvas; the box is (left, top, width, height) or None."""
+def _moves(options: Options) -> bool:
+    """Whether the reference box is fitted into the padded area (otherwise the frame is only scaled with the
+    canvas, so ``max_width`` / ``max_height`` alone shrink the picture as it is)."""
+    return (options.canvas != "original" or sum(_sides(options.padding, 1, 1)) > 0
+            or sum(_sides(options.margin, 1, 1)) > 0 or options.scale is not None or options.fit == "cover")
+
+
+def _align(position: str, snapped: frozenset[str]) -> tuple[float, float]:
+    """(x %, y %) in the padded area; a snapped side holds the subject against it on its axis."""
+    px, py = (50.0, 50.0) if position == "center" else (float(v.rstrip("%")) for v in position.split())
+    if ("left" in snapped) != ("right" in snapped):
+        px = 0.0 if "left" in snapped else 100.0
+    if ("top" in snapped) != ("bottom" in snapped):
+        py = 0.0 if "top" in snapped else 100.0
+    return px, py
+
+
+def apply(fg: np.ndarray, alpha: np.ndarray, options: Options, cut: frozenset[str] = frozenset()):
+    """(fg, alpha, subject box) on the canvas; the box is (left, top, width, height) or None.
+
+    ``cut`` names the sides of the photo's frame that the subject reached (``cut_sides``, measured before
+    any crop); with ``snap_edges`` those sides drop their padding and hold the subject."""
     if not options.laid_out:
         return fg, alpha, compose.bounding_box(alpha >= compose.SUBJECT_ALPHA)
     height, width = alpha.shape[:2]
-    cw, ch = canvas_size(options.canvas, width, height)
+    box = compose.bounding_box(alpha >= compose.SUBJECT_ALPHA)
+    ref = (0, 0, width, height) if options.reference == "image" or box is None else box
+    snapped = snapped_sides(options, cut)
+    cw, ch = _canvas(options, ref, width, height, snapped)
     out_fg = np.zeros((ch, cw, 3), np.uint8)
     out_alpha = np.zeros((ch, cw), np.float32)
-    box = compose.bounding_box(alpha >= compose.SUBJECT_ALPHA)
     if box is None:
         return out_fg, out_alpha, None
-    left, top, bw, bh = box
-    cl, ct, cwid, chei = _content_box(options, cw, ch)
-    moves = options.canvas != "original" or options.padding.top + options.padding.right + \
-        options.padding.bottom + options.padding.left > 0 or options.scale is not None
-    if options.scale is not None:
-        factor = options.scale / 100 * min(cwid / bw, chei / bh)
-    elif moves:
-        factor = min(cwid / bw, chei / bh)
-    else:
-        factor = 1.0
-    sw, sh = max(1, round(bw * factor)), max(1, round(bh * factor))
+    ml, mt, mr, mb = _sides(options.margin, cw, ch)
+    doc_w, doc_h = max(1.0, cw - ml - mr), max(1.0, ch - mt - mb)
+    pl, pt, pr, pb = _padding(options, doc_w, doc_h, snapped)
+    cl, ct = ml + pl, mt + pt
+    cwid, chei = max(1.0, doc_w - pl - pr), max(1.0, doc_h - pt - pb)
+    rl, rt, rw, rh = ref
+    moves = _moves(options)
+    factor = min(cw / width, ch / height)
+    if moves:
+        factor = (max if options.fit == "cover" else min)(cwid / rw, chei / rh)
+        factor *= options.scale / 100 if options.scale is not None else 1.0
+    ref_w, ref_h = max(1, round(rw * factor)), max(1, round(rh * factor))
     position = options.position or ("center" if moves else "original")
-    if position == "original":  # the subject's centre keeps its place relative to the frame
-        x = (left + bw / 2) / width * cw - sw / 2
-        y = (top + bh / 2) / height * ch - sh / 2
+    if position == "original":  # the reference box's centre keeps its place relative to the frame
+        x = (rl + rw / 2) / width * cw - ref_w / 2
+        y = (rt + rh / 2) / height * ch - ref_h / 2
     else:
-        px, py = (50.0, 50.0) if position == "center" else (float(v.rstrip("%")) for v in position.split())
-        x = cl + (cwid - sw) * px / 100
-        y = ct + (chei - sh) * py / 100
-    x, y = round(x), round(y)
+        px, py = _align(position, snapped)
+        x = cl + (cwid - ref_w) * px / 100
+        y = ct + (chei - ref_h) * py / 100
+    left, top, bw, bh = box
+    x, y = round(x + (left - rl) * factor), round(y + (top - rt) * factor)
+    sw, sh = max(1, round(bw * factor)), max(1, round(bh * factor))
     sub_fg = _resize(np.ascontiguousarray(fg[top:top + bh, left:left + bw]), (sw, sh))
     sub_alpha = _resize(np.ascontiguousarray(alpha[top:top + bh, left:left + bw]), (sw, sh))
     # Paste, clipped to the canvas.
