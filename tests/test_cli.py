@@ -111,3 +111,18 @@ def test_layout_preset_and_flags_that_override_it(tmp_path, model_dir):
 
     bad = clearcut("remove", str(source), "--shadow", "spooky", model_dir=model_dir)
     assert bad.returncode == 2 and b"invalid_shadow" in bad.stderr
+
+    margin = clearcut("remove", str(source), "--canvas", "1000x1000", "--margin", "100px", "--bg-color", "white",
+                      "-o", str(tmp_path / "margin.png"), model_dir=model_dir)
+    assert margin.returncode == 0, margin.stderr
+    left, top, right, bottom = _subject_box(Image.open(tmp_path / "margin.png"))
+    assert abs(max(right - left, bottom - top) - 800) <= 8 and min(left, top) >= 99  # fitted inside the margin
+    whole = clearcut("remove", str(source), "--keep-background", "--canvas", "1000x1000", "--margin", "100px",
+                     "--max-width", "500", "-o", str(tmp_path / "whole.png"), model_dir=model_dir)
+    assert whole.returncode == 0, whole.stderr
+    out = np.asarray(Image.open(tmp_path / "whole.png").convert("RGBA"))
+    assert out.shape[:2] == (500, 500)
+    # the canvas shrank to 500 px, the 100 px margin stayed: the whole photo, opaque, 300 x 225 in the middle
+    rows, cols = np.nonzero(out[:, :, 3] == 255)
+    assert (cols.min(), cols.max() + 1) == (100, 400) and abs((rows.max() + 1 - rows.min()) - 225) <= 1
+    assert (out[rows.min():rows.max() + 1, 100:400, 3] == 255).all() and (out[:, :100, 3] == 0).all()

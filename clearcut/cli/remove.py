@@ -18,7 +18,7 @@ from pathlib import Path
 
 from clearcut import config
 from clearcut.errors import ClearcutError
-from clearcut.options import FORMATS, LAYOUT_FIELDS, Options, parse
+from clearcut.options import FORMATS, LAYOUT_FIELDS, PLACEMENT_FIELDS, Options, parse
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 
@@ -62,6 +62,15 @@ def add_image_options(p) -> None:
     layout.add_argument("--shadow-opacity", help="0-100 (default: the shadow type's own)")
     layout.add_argument("--shadow-softness", help="0-100 (default 50)")
     layout.add_argument("--dpi", help="resolution written into the file's metadata, such as 300")
+    layout.add_argument("--margin", help="a band kept clear at the canvas edge, outside the padding: 40px, 5%%")
+    layout.add_argument("--fit", help="contain (the box fits inside the padded area) or cover (it covers it)")
+    layout.add_argument("--reference", help="subject (its box is placed; default) or image (the whole frame is)")
+    layout.add_argument("--snap-edges", help="none, all, horizontal or vertical: hold a subject the photo cut "
+                                             "off against that side")
+    layout.add_argument("--max-width", help="shrink the canvas (aspect kept) to at most this many px wide")
+    layout.add_argument("--max-height", help="shrink the canvas (aspect kept) to at most this many px high")
+    layout.add_argument("--keep-background", dest="remove_background", action="store_const", const="false",
+                        help="no segmentation: lay out the whole photo (remove_background=false)")
 
 
 def option_fields(args) -> dict:
@@ -69,7 +78,7 @@ def option_fields(args) -> dict:
     return {"format": args.format, "channels": args.channels, "size": args.size,
             "bg_color": args.bg_color, "crop": args.crop, "crop_margin": args.crop_margin,
             "despill": args.despill, "model": args.model, "review_below": args.review_below,
-            **{name: getattr(args, name) for name in LAYOUT_FIELDS}}
+            **{name: getattr(args, name) for name in (*LAYOUT_FIELDS, *PLACEMENT_FIELDS)}}
 
 
 def _options(args) -> Options:
