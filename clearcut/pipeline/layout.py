@@ -80,6 +80,8 @@ def apply(fg: np.ndarray, alpha: np.ndarray, options: Options):
     x, y = round(x), round(y)
     sub_fg = _resize(np.ascontiguousarray(fg[top:top + bh, left:left + bw]), (sw, sh))
     sub_alpha = _resize(np.ascontiguousarray(alpha[top:top + bh, left:left + bw]), (sw, sh))
+    if not options.semitransparency:  # resampling the subject softens its edge again
+        sub_alpha = compose.harden(sub_alpha)
     # Paste, clipped to the canvas.
     x0, y0, x1, y1 = max(0, x), max(0, y), min(cw, x + sw), min(ch, y + sh)
     if x1 > x0 and y1 > y0:
