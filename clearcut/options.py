@@ -92,6 +92,8 @@ class Options:
         for name in (*LAYOUT_FIELDS, *MATTE_FIELDS):  # absent at their defaults: older result keys stay as they were
             if data.get(name) == defaults[name]:
                 data.pop(name, None)
+        if self.crop and self.shadow != "none":  # the crop holds the shadow now; earlier results clipped it
+            data["crop_holds_shadow"] = True
         return data
 
     def with_(self, **changes) -> "Options":

@@ -90,7 +90,8 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
         scale = rgb.shape[1] / image.width
         bbox_work = compose.bounding_box(alpha >= compose.SUBJECT_ALPHA)
         if options.crop and bbox_work is not None:
-            left, top, right, bottom = compose.crop_box(bbox_work, options.crop_margin, *work_size)
+            left, top, right, bottom = layout.crop_box(compose.crop_box(bbox_work, options.crop_margin, *work_size),
+                                                       alpha, bbox_work, options)
             fg, alpha = fg[top:bottom, left:right], alpha[top:bottom, left:right]
             out_size = compose.target_size(right - left, bottom - top, options.size)
             if out_size != (right - left, bottom - top):

@@ -14,7 +14,7 @@ import math
 import cv2
 import numpy as np
 
-from clearcut.options import Options
+from clearcut.options import Margin, Options
 from clearcut.pipeline import compose
 
 # Defaults per shadow type: opacity in % and the geometry as fractions of the subject's box.
@@ -45,6 +45,20 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return image
     shrinking = size[0] < image.shape[1]
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def crop_box(box: tuple[int, int, int, int], alpha: np.ndarray, subject, options: Options):
+    """The crop rectangle (left, top, right, bottom) grown to hold the shadow, when the crop is the canvas
+    (canvas original, no scale or padding): crop keeps what is not empty, and a shadow is not. ``alpha``
+    and ``subject`` are the uncropped matte and the subject's box in it."""
+    if (options.shadow == "none" or options.canvas != "original" or options.scale is not None
+            or options.padding != Margin()):
+        return box
+    shadow = compose.bounding_box(render_shadow(alpha, subject, options) >= 0.5 / 255)  # what 8 bits keep
+    if shadow is None:
+        return box
+    left, top, width, height = shadow
+    return min(box[0], left), min(box[1], top), max(box[2], left + width), max(box[3], top + height)
 
 
 def apply(fg: np.ndarray, alpha: np.ndarray, options: Options):
