@@ -46,6 +46,9 @@ OPTION_PROPS = {
     "dpi": {"type": "string", "description": "1-2400, written into the file's metadata", "example": "300"},
     "layout": {"type": "string", "enum": sorted(PRESETS),
                "description": "marketplace preset; explicit options override it"},
+    "roi": {"type": "string", "description": "region of interest 'x1 y1 x2 y2' in px or % of the image: only it is "
+                                             "segmented, everything outside is transparent", "example": "10% 10% 90% 90%"},
+    "semitransparency": {"type": "string", "description": "boolean; false gives a hard matte (alpha 0 or 255)"},
 }
 IMAGE_PROPS = {
     "image_url": {"type": "string", "format": "uri"},

@@ -30,6 +30,7 @@ SNAP_EDGES = ("none", "all", "horizontal", "vertical")
 REFERENCES = ("subject", "image")
 MAX_CANVAS_SIDE = 10_000
 MAX_CANVAS_PIXELS = 50_000_000
+MAX_ROI_PX = 100_000  # beyond any image CLEARCUT_MAX_MEGAPIXELS lets in; larger corners are clipped to the image
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class Options:
     max_width: int | None = None  # the canvas shrinks (aspect kept) to fit within these
     max_height: int | None = None
     remove_background: bool = True  # false: no segmentation; the whole frame is the subject
+    # Matte (clearcut/pipeline/region.py, docs/api.md). roi: canonical "x1 y1 x2 y2" (px or %), None: the whole image.
+    roi: str | None = None
+    semitransparency: bool = True  # False: a hard matte, alpha only 0 or 1 (threshold 0.5)
 
     @property
     def laid_out(self) -> bool:
@@ -98,9 +102,11 @@ class Options:
         data.pop("review_below")
         data.pop("layout")  # its values are in the fields it set
         defaults = Options().normalised()
-        for name in (*LAYOUT_FIELDS, *PLACEMENT_FIELDS):  # absent at their defaults: keys of results made without layout stay as they were
+        for name in (*LAYOUT_FIELDS, *PLACEMENT_FIELDS, *MATTE_FIELDS):  # absent at their defaults: older keys stay
             if data.get(name) == defaults[name]:
                 data.pop(name, None)
+        if self.crop and self.shadow != "none":  # the crop holds the shadow now; earlier results clipped it
+            data["crop_holds_shadow"] = True
         return data
 
     def with_(self, **changes) -> "Options":
@@ -256,6 +262,47 @@ def _percent(name: str, value: Any, low: float, high: float, example: str) -> fl
     return number
 
 
+_ROI_PART = re.compile(r"(\d+(?:\.\d+)?)(px|%)?")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{round(value, 4):f}".rstrip("0")
+
+
+def parse_roi(value: Any) -> str | None:
+    """remove.bg's region of interest, ``x1 y1 x2 y2``: the top-left and bottom-right corners, each in px
+    (a bare number is px) or % of the image's width/height. Canonical text back; the whole image is None.
+    Mixed units can only be checked against an image (``clearcut.pipeline.region.resolve``)."""
+    text = "" if isinstance(value, bool) else str(value).strip().lower()
+    parts = [p for p in re.split(r"[\s,]+", text) if p]
+    matches = [_ROI_PART.fullmatch(p) for p in parts]
+    if len(parts) != 4 or not all(matches):
+        raise InvalidOption(f"roi must be four coordinates 'x1 y1 x2 y2' (top-left and bottom-right corners), each in "
+                            f"px or % (e.g. '10% 10% 90% 90%' or '10px 20px 300px 400px'); got {value!r}",
+                            code="invalid_roi", option="roi")
+    coords = [(float(m.group(1)), m.group(2) or "px") for m in matches]
+    if any(number > (100 if unit == "%" else MAX_ROI_PX) for number, unit in coords):
+        raise InvalidOption(f"roi coordinates go from 0% to 100% of the image, or 0 to {MAX_ROI_PX}px; got {value!r}",
+                            code="invalid_roi", option="roi")
+    for low, high, axis in ((0, 2, "x"), (1, 3, "y")):
+        (a, unit_a), (b, unit_b) = coords[low], coords[high]
+        if unit_a == unit_b and a >= b:
+            raise InvalidOption(f"roi is empty: {axis}2 must be greater than {axis}1 (got {value!r}); the corners are "
+                                "top-left then bottom-right", code="invalid_roi", option="roi")
+    if coords == [(0, "%"), (0, "%"), (100, "%"), (100, "%")]:
+        return None  # remove.bg's default: the whole image
+    return " ".join(f"{_number(number)}{unit}" for number, unit in coords)
+
+
+def parse_semitransparency(value: Any) -> bool:
+    try:
+        return parse_bool("semitransparency", value)
+    except InvalidOption:
+        raise InvalidOption(f"semitransparency must be a boolean: true (soft edges, the default) or false (a hard "
+                            f"matte, alpha only 0 or 255); also 1, 0, yes, no (got {value!r})",
+                            code="invalid_semitransparency", option="semitransparency") from None
+
+
 def parse_dpi(value: Any) -> int:
     text = str(value).strip() if not isinstance(value, bool) else ""
     if not text.isdigit() or not 1 <= int(text) <= 2400:
@@ -321,11 +368,14 @@ PARSERS = {
     "max_width": lambda v: parse_max_side("max_width", v),
     "max_height": lambda v: parse_max_side("max_height", v),
     "remove_background": lambda v: parse_bool("remove_background", v),
+    "roi": parse_roi,
+    "semitransparency": parse_semitransparency,
 }
 LAYOUT_FIELDS = ("canvas", "padding", "position", "scale", "shadow", "shadow_opacity", "shadow_softness", "dpi",
                  "layout")
 # Later options: left out of the result key at their defaults (like the layout fields), stored in job rows.
 PLACEMENT_FIELDS = ("margin", "fit", "snap_edges", "reference", "max_width", "max_height", "remove_background")
+MATTE_FIELDS = ("roi", "semitransparency")
 
 
 def parse(values: Mapping[str, Any], *, allow_unknown: bool = False) -> Options:

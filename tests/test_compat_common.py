@@ -163,6 +163,29 @@ def test_removebg_values_map_onto_clearcut_options():
     assert map_fields("removebg", {"format": "zip"}).extras.zip
 
 
+@pytest.mark.parametrize("fields,expected", [
+    ({"scale": "original"}, {"scale": None, "position": None}),
+    ({"scale": "50%"}, {"scale": 50.0, "position": None}),  # Clearcut centres a scaled subject by default
+    ({"scale": "80", "position": "original"}, {"scale": 80.0, "position": "original"}),
+    ({"scale": "100%", "position": "0% 100%"}, {"scale": 100.0, "position": "0% 100%"}),
+    ({"position": "center"}, {"position": None}),  # neither scale nor crop: the subject stays put
+    ({"position": "25%", "crop": "true"}, {"position": "25% 25%", "crop": True}),
+    ({"position": "original", "crop": "true"}, {"position": None}),
+    ({"add_shadow": "true"}, {"shadow": "contact", "shadow_opacity": None}),  # remove.bg's default type: car
+    ({"add_shadow": "1", "shadow_type": "3D", "shadow_opacity": "35"}, {"shadow": "contact", "shadow_opacity": 35.0}),
+    ({"add_shadow": True, "shadow_type": "drop"}, {"shadow": "drop"}),
+    ({"add_shadow": "false"}, {"shadow": "none"}),
+    ({"roi": "0% 0% 100% 100%"}, {"roi": None}),
+    ({"roi": "10px 20px 300px 200px"}, {"roi": "10px 20px 300px 200px"}),
+    ({"semitransparency": "false"}, {"semitransparency": False}),
+])
+def test_removebg_layout_and_matte_fields_map_onto_options(fields, expected):
+    from app.compat.fields import map_fields
+
+    options = map_fields("removebg", fields).options
+    assert {name: getattr(options, name) for name in expected} == expected
+
+
 def test_slazzer_names_map_and_errors_name_the_vendor_field():
     from app.compat.fields import map_fields
 
@@ -174,10 +197,13 @@ def test_slazzer_names_map_and_errors_name_the_vendor_field():
 
 
 @pytest.mark.parametrize("vendor,name,value,code", [
-    ("removebg", "scale", "50%", "unsupported_option"),
-    ("removebg", "position", "center", "unsupported_option"),
-    ("removebg", "roi", "10% 10% 90% 90%", "unsupported_option"),
-    ("removebg", "add_shadow", "true", "unsupported_option"),
+    ("removebg", "scale", "5%", "invalid_scale"),
+    ("removebg", "position", "top", "invalid_position"),
+    ("removebg", "roi", "10% 10% 90%", "invalid_roi"),
+    ("removebg", "add_shadow", "maybe", "invalid_boolean"),
+    ("removebg", "shadow_type", "drop", "invalid_shadow_type"),  # without add_shadow=true
+    ("removebg", "shadow_opacity", "40", "invalid_shadow_opacity"),
+    ("removebg", "semitransparency", "sometimes", "invalid_semitransparency"),
     ("removebg", "size", "huge", "invalid_size"),
     ("removebg", "type", "spaceship", "invalid_type"),
     ("removebg", "bg_color_code", "fff", "mixed_vendor_fields"),

@@ -210,3 +210,19 @@ def test_dpi_is_written_into_the_file(product, fmt):
         assert out.getexif()[282] == 300
     else:
         assert round(out.info["dpi"][0]) == 300
+
+
+@pytest.mark.parametrize("kind", ["drop", "contact", "floating"])
+def test_crop_grows_to_hold_the_shadow(product, kind):
+    """crop=true without a canvas: the crop box is the canvas, and it keeps the shadow whole (only its
+    faint tail reaches the border where the shadow extends the box) instead of clipping it at the subject."""
+    _, bare = run(product, crop="true")
+    result, shaded = run(product, crop="true", shadow=kind)
+    alpha = np.asarray(shaded)[:, :, 3]
+    assert shaded.size[1] > bare.size[1]  # room below the subject
+    assert alpha[-1].max() <= 2 and (kind != "drop" or alpha[:, -1].max() <= 2)  # not cut below / on the right
+    fg = result.metadata["foreground_output"]
+    below = alpha[fg["top"] + fg["height"]:, fg["left"]:fg["left"] + fg["width"]]
+    assert below.max() > 20  # the shadow is there, under the subject
+    keys = {result_key("0" * 64, parse(v)) for v in ({"crop": "true"}, {"crop": "true", "shadow": kind})}
+    assert len(keys) == 2 and "crop_holds_shadow" not in parse({"crop": "true"}).cutout_key()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from clearcut.errors import InvalidOption
-from clearcut.options import Options, parse, parse_bool
+from clearcut.options import Options, parse, parse_bool, parse_position
 
 VENDOR_NAMES = {"withoutbg": "withoutbg", "removebg": "remove.bg", "photoroom": "Photoroom",
                 "clipdrop": "Clipdrop", "slazzer": "Slazzer", "v2": "Clearcut /v2"}
@@ -101,6 +101,58 @@ def _removebg_type(value: Any) -> Translation:
     return {}, {"type_hint": _choice("type", value, {t: t for t in REMOVEBG_TYPES})}
 
 
+# remove.bg's shadow types, onto Clearcut's rendered shadows: a car's or a 3D object's shadow lies on the
+# ground under it (contact); drop is the silhouette offset behind the subject. remove.bg's default is car.
+REMOVEBG_SHADOWS = {"car": "contact", "3d": "contact", "drop": "drop"}
+
+
+def _removebg_scale(value: Any) -> Translation:
+    """``original`` or 10%-100%: the subject's box as a share of the canvas (Clearcut's scale)."""
+    text = str(value).strip().lower()
+    if text == "original":
+        return {}, {}
+    try:
+        number = float(text.removesuffix("%")) if not isinstance(value, bool) else float("nan")
+    except ValueError:
+        number = float("nan")
+    if not 10 <= number <= 100:
+        raise InvalidOption(f"scale must be original or a percentage from 10% to 100% of the image (e.g. 80%); "
+                            f"got {value!r}", code="invalid_scale", option="scale")
+    return {"scale": number}, {}
+
+
+def _removebg_position(value: Any) -> Translation:
+    """Validated as Clearcut's position (original, center, X% or 'X% Y%'); ``_removebg_rules`` decides
+    whether it applies."""
+    return {"position": parse_position(value)}, {}
+
+
+def _removebg_add_shadow(value: Any) -> Translation:
+    parse_bool("add_shadow", value)  # validated here; _removebg_rules turns true into a shadow
+    return {}, {}
+
+
+def _removebg_shadow_type(value: Any) -> Translation:
+    return {"shadow": _choice("shadow_type", value, REMOVEBG_SHADOWS)}, {}
+
+
+def _removebg_rules(given: dict[str, Any], values: dict[str, Any]) -> None:
+    """remove.bg's rules between fields, on the translated values: the shadow fields need add_shadow=true
+    (the shadow type defaults to car), and position only acts with scale or crop=true (with scale alone
+    it defaults to center, Clearcut's default whenever scale is set)."""
+    shadow = "add_shadow" in given and parse_bool("add_shadow", given["add_shadow"])
+    for name in ("shadow_type", "shadow_opacity"):
+        if name in given and not shadow:
+            raise InvalidOption(f"{name} only applies to a shadow: send add_shadow=true with it, or leave {name} out",
+                                code=f"invalid_{name}", option=name)
+    if shadow:
+        values.setdefault("shadow", REMOVEBG_SHADOWS["car"])
+    crop = "crop" in given and parse_bool("crop", given["crop"])
+    position = values.get("position")
+    if position is not None and "scale" not in values and (not crop or position == "original"):
+        del values["position"]  # the subject stays where it is, as on remove.bg
+
+
 def _noop(vendor_field: str, defaults: tuple[str, ...], why: str) -> Translator:
     """Accept only the vendor's identity value(s); anything else is a clear ``unsupported_option``."""
     def translate(value: Any) -> Translation:
@@ -161,17 +213,15 @@ FIELDS: dict[str, dict[str, Field]] = {
         "bg_image_url": Field(_bg_image_url, "adapter: background image", "fetched with the SSRF guard"),
         "crop": Field(_same("crop"), "crop", ""),
         "crop_margin": Field(_same("crop_margin"), "crop_margin", "px or %, 1/2/4 values"),
-        "scale": Field(_noop("scale", ("original",), "subject scaling is not implemented"), "(none)",
-                       "only 'original'"),
-        "position": Field(_noop("position", ("original",), "subject positioning is not implemented"), "(none)",
-                          "only 'original'"),
-        "roi": Field(_noop("roi", ("0% 0% 100% 100%",), "region of interest is not implemented"), "(none)",
-                     "only '0% 0% 100% 100%'"),
+        "scale": Field(_removebg_scale, "scale", "original, or 10%-100% of the canvas; implies position=center"),
+        "position": Field(_removebg_position, "position", "original, center, X% or 'X% Y%'; acts with scale or crop"),
+        "roi": Field(_same("roi"), "roi", "x1 y1 x2 y2 in px or %"),
         "type": Field(_removebg_type, "adapter: X-Type", "accepted and echoed; no class-specific model"),
-        "add_shadow": Field(_noop_bool("add_shadow", False, "shadows are not implemented"), "(none)",
-                            "only false"),
-        "semitransparency": Field(_noop_bool("semitransparency", True, "the matte is always soft"), "(none)",
-                                  "only true"),
+        "add_shadow": Field(_removebg_add_shadow, "shadow",
+                            "true: the shadow_type's shadow (car by default)"),
+        "shadow_type": Field(_removebg_shadow_type, "shadow", "car, 3D -> contact; drop -> drop; needs add_shadow"),
+        "shadow_opacity": Field(_same("shadow_opacity"), "shadow_opacity", "0-100; needs add_shadow"),
+        "semitransparency": Field(_same("semitransparency"), "semitransparency", "false: a hard matte"),
     },
     "photoroom": {name: Field(_same(name), name, _V2_NOTE)
                   for name in ("format", "channels", "bg_color", "size", "crop", "despill")},
@@ -183,6 +233,9 @@ FIELDS: dict[str, dict[str, Field]] = {
         "crop": Field(_same("crop"), "crop", ""),
     },
 }
+
+# Rules between a vendor's fields, applied to the translated option values before they are parsed.
+RULES: dict[str, Callable[[dict, dict], None]] = {"removebg": _removebg_rules}
 
 # Image inputs per vendor (handled by the route, listed here so mixed requests are recognised).
 INPUTS: dict[str, tuple[str, ...]] = {
@@ -240,6 +293,7 @@ def map_fields(vendor: str, fields: dict[str, Any], base: Options | None = None)
     table = FIELDS[vendor]
     values: dict[str, Any] = {}
     extras: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     for name, value in fields.items():
         if name not in table:
             raise foreign_field_error(vendor, name)
@@ -251,6 +305,9 @@ def map_fields(vendor: str, fields: dict[str, Any], base: Options | None = None)
         option_values, extra = table[name].translate(value)
         values.update(option_values)
         extras.update(extra)
+        given[name] = value
+    if vendor in RULES:
+        RULES[vendor](given, values)
     options = parse(values)
     if base is not None:
         options = base.with_(**{k: getattr(options, k) for k in values})

@@ -19,7 +19,7 @@ from clearcut.context import Context
 from clearcut.db.models import Account, Asset, Job, Usage, utcnow
 from clearcut.errors import NotFound
 from clearcut.models.registry import spec
-from clearcut.options import LAYOUT_FIELDS, PLACEMENT_FIELDS, Margin, Options, parse
+from clearcut.options import LAYOUT_FIELDS, MATTE_FIELDS, PLACEMENT_FIELDS, Margin, Options, parse
 
 TERMINAL = ("succeeded", "failed", "canceled")
 ACTIVE = ("queued", "processing")
@@ -33,7 +33,7 @@ def options_from_row(data: dict) -> Options:
     margin = values.pop("crop_margin", None) or {}
     options = parse({k: v for k, v in values.items() if k in ("format", "channels", "size", "crop", "bg_color",
                                                               "despill", "model", "review_below", *LAYOUT_FIELDS,
-                                                              *PLACEMENT_FIELDS)})
+                                                              *PLACEMENT_FIELDS, *MATTE_FIELDS)})
     if margin:
         options = options.with_(crop_margin=Margin(**margin))
     return options

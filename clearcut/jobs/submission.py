@@ -19,6 +19,7 @@ from clearcut.errors import ClearcutError
 from clearcut.jobs.events import check_batch_complete, on_terminal
 from clearcut.jobs.results import cached, deadline, finish_from_cache, owned, result_key, store_original
 from clearcut.options import Options
+from clearcut.pipeline import region
 from clearcut.pipeline.encode import CONTENT_TYPES
 
 
@@ -35,6 +36,7 @@ def submit(ctx: Context, account: Account, key: ApiKey | None, data: bytes, cont
            priority: int = 5, queue: str = "cpu", output: dict | None = None,
            external_id: str | None = None) -> Submission:
     """Store the original, record the job, and either finish it from the cache or ask for a worker."""
+    region.check(options.roi, data)  # a region outside this image is a 400 before any job exists
     with ctx.db.begin() as session:
         account = session.merge(account)
         original = store_original(ctx, session, account, data, content_type)

@@ -1,7 +1,8 @@
 """The cutout pipeline: one pure function of (image bytes, options) -> (result bytes, metadata).
 
-Steps: decode -> segment (model proxy) -> confidence (estimated IoU of the cutout) -> refine (full-resolution matte + foreground colours)
--> compose (size, crop, despill, background, channels) -> encode. Each step lives in its own module;
+Steps: decode -> segment (model proxy; only the ``roi`` region when one is set) -> confidence (estimated
+IoU of the cutout) -> refine (full-resolution matte + foreground colours; ``semitransparency=false``
+hardens it) -> compose (size, crop, despill, background, channels) -> encode. Each step lives in its own module;
 this one only orders them and records timings.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from clearcut import config
 from clearcut.models.registry import spec
 from clearcut.models.store import ModelStore
 from clearcut.options import Options
-from clearcut.pipeline import compose, confidence, layout, refine, segment
+from clearcut.pipeline import compose, confidence, layout, refine, region, segment
 from clearcut.pipeline.decode import decode
 from clearcut.pipeline.encode import CONTENT_TYPES, encode
 
@@ -61,11 +62,13 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
     timer = _Timer()
     with timer("decode"):
         image = decode(data, max_megapixels=config.get("CLEARCUT_MAX_MEGAPIXELS"))
-    models, score = [], None  # remove_background=false: no model runs, the whole frame is the subject
+    models, score, box = [], None, None  # remove_background=false: no model runs, the whole frame is the subject
     if options.remove_background:
-        models = segment.models_for(segment.resolve_models(options.model), image.width, image.height, store)
+        box = region.resolve(options.roi, image.width, image.height)  # None: the whole photo
+        source = image.rgb if box is None else region.crop(image.rgb, box)  # what the networks see
+        models = segment.models_for(segment.resolve_models(options.model), source.shape[1], source.shape[0], store)
         with timer("infer"):
-            matte_lo, proxy = segment.predict(image.rgb, models, store)
+            matte_lo, proxy = segment.predict(source, models, store)
         with timer("confidence"):
             score = confidence.confidence(matte_lo)
     with timer("refine"):
@@ -73,10 +76,18 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
         work_size = ((image.width, image.height) if options.crop
                      else compose.target_size(image.width, image.height, options.size))
         rgb = compose.resize_rgb(image.rgb, work_size)
-        alpha = (full_matte(matte_lo, proxy, rgb, options.model) if options.remove_background
-                 else np.ones(rgb.shape[:2], np.float32))
+        if not options.remove_background:
+            alpha = np.ones(rgb.shape[:2], np.float32)
+        elif box is None:
+            alpha = full_matte(matte_lo, proxy, rgb, options.model)
+        else:  # the region's matte at work size, in a frame that is transparent outside it
+            inner = region.rescale(box, (image.width, image.height), work_size)
+            alpha = region.paste(full_matte(matte_lo, proxy, region.crop(rgb, inner), options.model), inner,
+                                 rgb.shape[:2])
         if image.alpha is not None:  # already-transparent input: never make hidden pixels visible
             alpha = np.minimum(alpha, compose.resize_rgb(image.alpha, work_size).astype(np.float32) / 255.0)
+        if not options.semitransparency:
+            alpha = compose.harden(alpha)
         needs_colour = options.channels == "rgba" and alpha.size and bool(((alpha > 0) & (alpha < 1)).any())
         fg = refine.estimate_foreground(rgb, alpha) if needs_colour else rgb
     with timer("compose"):
@@ -84,13 +95,16 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
         bbox_work = compose.bounding_box(alpha >= compose.SUBJECT_ALPHA)
         cut = layout.cut_sides(bbox_work, *work_size)  # where the photo's frame cut the subject (before any crop)
         if options.crop and bbox_work is not None:
-            left, top, right, bottom = compose.crop_box(bbox_work, options.crop_margin, *work_size)
+            left, top, right, bottom = layout.crop_box(compose.crop_box(bbox_work, options.crop_margin, *work_size),
+                                                       alpha, bbox_work, options)
             fg, alpha = fg[top:bottom, left:right], alpha[top:bottom, left:right]
             out_size = compose.target_size(right - left, bottom - top, options.size)
             if out_size != (right - left, bottom - top):
                 scale *= out_size[0] / (right - left)
                 fg = compose.resize_rgb(fg, out_size)
                 alpha = compose.resize_rgb(alpha, out_size)
+                if not options.semitransparency:
+                    alpha = compose.harden(alpha)
     with timer("layout"):  # canvas, margin, padding, fit, position, shadow (0 ms without them)
         fg, alpha, bbox_out = layout.apply(fg, alpha, options, cut)
     with timer("finish"):

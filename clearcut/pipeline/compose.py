@@ -46,6 +46,11 @@ def crop_box(bbox, margin: Margin, width: int, height: int) -> tuple[int, int, i
             min(height, top + h + round(margin.bottom * scale_y)))
 
 
+def harden(alpha: np.ndarray) -> np.ndarray:
+    """semitransparency=false: every pixel fully opaque or fully transparent (alpha >= 0.5 is kept)."""
+    return cv2.threshold(np.asarray(alpha, np.float32), 0.5 - 1e-6, 1.0, cv2.THRESH_BINARY)[1]
+
+
 def despill(rgb: np.ndarray) -> np.ndarray:
     """Limit green to the mean of red and blue, then add the removed luminance back to all channels."""
     f = rgb.astype(np.float32)

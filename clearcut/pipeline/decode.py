@@ -49,6 +49,15 @@ def _open(data: bytes) -> Image.Image:
         raise CorruptImage(f"the image header is truncated or corrupt ({exc}); re-export or re-upload the file")
 
 
+def oriented_size(data: bytes) -> tuple[int, int]:
+    """(width, height) as decoded, EXIF orientation applied, from the header alone (no pixels)."""
+    image = _open(data)
+    width, height = image.size
+    if image.getexif().get(0x0112) in (5, 6, 7, 8):  # the orientations that turn the image a quarter
+        return height, width
+    return width, height
+
+
 def decode(data: bytes, *, max_megapixels: float) -> Decoded:
     image = _open(data)
     if image.format not in SUPPORTED:

@@ -110,6 +110,21 @@ def _moves(options: Options) -> bool:
             or sum(_sides(options.margin, 1, 1)) > 0 or options.scale is not None or options.fit == "cover")
 
 
+def crop_box(box: tuple[int, int, int, int], alpha: np.ndarray, subject, options: Options):
+    """The crop rectangle (left, top, right, bottom) grown to hold the shadow, when the crop is the canvas
+    (no canvas, margin, padding, scale or cover fit moves the subject): crop keeps what is not empty, and a
+    shadow is not. ``alpha`` and ``subject`` are the uncropped matte and the subject's box in it."""
+    if options.shadow == "none" or _moves(options):
+        return box
+    shadow, (x0, y0, _, _) = render_shadow(alpha, subject, options)
+    reach = compose.bounding_box(shadow >= 0.5 / 255) if shadow.size else None  # what 8 bits keep
+    if reach is None:
+        return box
+    left, top, width, height = reach
+    left, top = left + x0, top + y0
+    return min(box[0], left), min(box[1], top), max(box[2], left + width), max(box[3], top + height)
+
+
 def _align(position: str, snapped: frozenset[str]) -> tuple[float, float]:
     """(x %, y %) in the padded area; a snapped side holds the subject against it on its axis."""
     px, py = (50.0, 50.0) if position == "center" else (float(v.rstrip("%")) for v in position.split())
@@ -161,6 +176,8 @@ def apply(fg: np.ndarray, alpha: np.ndarray, options: Options, cut: frozenset[st
     sw, sh = max(1, round(bw * factor)), max(1, round(bh * factor))
     sub_fg = _resize(np.ascontiguousarray(fg[top:top + bh, left:left + bw]), (sw, sh))
     sub_alpha = _resize(np.ascontiguousarray(alpha[top:top + bh, left:left + bw]), (sw, sh))
+    if not options.semitransparency:  # resampling the subject softens its edge again
+        sub_alpha = compose.harden(sub_alpha)
     # Paste, clipped to the canvas.
     x0, y0, x1, y1 = max(0, x), max(0, y), min(cw, x + sw), min(ch, y + sh)
     if x1 > x0 and y1 > y0:
