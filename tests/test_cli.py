@@ -126,3 +126,10 @@ def test_layout_preset_and_flags_that_override_it(tmp_path, model_dir):
     rows, cols = np.nonzero(out[:, :, 3] == 255)
     assert (cols.min(), cols.max() + 1) == (100, 400) and abs((rows.max() + 1 - rows.min()) - 225) <= 1
     assert (out[rows.min():rows.max() + 1, 100:400, 3] == 255).all() and (out[:, :100, 3] == 0).all()
+
+    region = clearcut("remove", str(source), "--roi", "0% 0% 50% 100%", "--hard-edges", "-o", str(tmp_path / "roi.png"),
+                      model_dir=model_dir)
+    assert region.returncode == 0, region.stderr
+    alpha = np.asarray(Image.open(tmp_path / "roi.png").convert("RGBA"))[:, :, 3]
+    assert (alpha[:, 160:] == 0).all() and alpha[:, :160].any()  # nothing outside the region
+    assert set(np.unique(alpha)) <= {0, 255}  # a hard matte

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from clearcut import config
 from clearcut.errors import ClearcutError
-from clearcut.options import FORMATS, LAYOUT_FIELDS, PLACEMENT_FIELDS, Options, parse
+from clearcut.options import FORMATS, LAYOUT_FIELDS, MATTE_FIELDS, PLACEMENT_FIELDS, Options, parse
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 
@@ -49,6 +49,9 @@ def add_image_options(p) -> None:
     p.add_argument("--crop-margin", help="margin around the crop: 30px, 10%%, '10px 20px'")
     p.add_argument("--despill", action="store_true", help="reduce green-screen spill")
     p.add_argument("--model", help="quality, fast, soft, or a model name (default: CLEARCUT_DEFAULT_MODEL)")
+    p.add_argument("--roi", help="segment only this region: 'x1 y1 x2 y2' in px or %%, such as '10%% 0%% 90%% 100%%'")
+    p.add_argument("--hard-edges", dest="semitransparency", action="store_const", const="false",
+                   help="a hard matte, fully opaque or fully transparent (semitransparency=false)")
     p.add_argument("--review-below", help="flag cutouts whose confidence is below this (0-1; default: "
                                            "CLEARCUT_REVIEW_BELOW)")
     layout = p.add_argument_group("layout (docs/layout.md)")
@@ -78,7 +81,7 @@ def option_fields(args) -> dict:
     return {"format": args.format, "channels": args.channels, "size": args.size,
             "bg_color": args.bg_color, "crop": args.crop, "crop_margin": args.crop_margin,
             "despill": args.despill, "model": args.model, "review_below": args.review_below,
-            **{name: getattr(args, name) for name in (*LAYOUT_FIELDS, *PLACEMENT_FIELDS)}}
+            **{name: getattr(args, name) for name in (*LAYOUT_FIELDS, *PLACEMENT_FIELDS, *MATTE_FIELDS)}}
 
 
 def _options(args) -> Options:
