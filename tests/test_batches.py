@@ -2,6 +2,7 @@
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import select
@@ -169,6 +170,29 @@ def test_s3_key_and_asset_id_items(stack, key, env, s3):
     assert by["from-s3"]["status"] == "succeeded" and by["from-asset"]["status"] == "succeeded"
     assert by["from-asset"]["options"]["format"] == "webp"
     assert by["missing"]["error"]["code"] == "s3_key_not_found"
+
+
+def test_batch_with_a_marketplace_preset_and_an_item_that_overrides_it(stack, key, env, servers):
+    """Shared options name a preset; an item's own option wins over the preset's, the rest of it stays."""
+    client = stack[0].test_client()
+    host, _ = servers
+    r = client.post("/v2/batches", headers={"x-api-key": key}, json={
+        "items": [{"image_url": f"{host.url}/img/{i}.png", "external_id": f"p{i}"} for i in range(2)]
+        + [{"image_url": f"{host.url}/img/2.png", "external_id": "small", "options": {"canvas": "800x800"}}],
+        "options": {"layout": "ebay", "format": "jpg"}})
+    assert r.status_code == 202, r.get_data(as_text=True)
+    done = _wait_completed(client, key, r.get_json()["id"])
+    by = {j["external_id"]: j for j in done["items"]["data"]}
+    for name, side in (("p0", 1600), ("p1", 1600), ("small", 800)):
+        assert by[name]["status"] == "succeeded", by[name]
+        result = client.get(f"/v2/jobs/{by[name]['id']}/result", headers={"x-api-key": key})
+        image = Image.open(io.BytesIO(result.data))
+        assert image.format == "JPEG" and image.size == (side, side)
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+        rows, cols = np.nonzero((np.abs(pixels - 255) > 12).any(axis=2))  # JPEG: near-white is background
+        box = max(rows.max() + 1 - rows.min(), cols.max() + 1 - cols.min())
+        assert abs(box - 0.9 * side) <= 0.02 * side  # ebay: the subject spans 90 % of the square
+        assert abs((cols.min() + cols.max() + 1) / 2 - side / 2) <= 2 and (pixels[:8, :8] >= 250).all()
 
 
 @pytest.mark.parametrize("payload,status,code", [
