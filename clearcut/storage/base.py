@@ -1,7 +1,18 @@
-"""The storage interface every backend implements: five operations on opaque keys."""
+"""The storage interface every backend implements: a few operations on opaque keys."""
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One entry of a listing: its key, size in bytes, ETag (without quotes) and last change."""
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None
 
 
 class Storage(abc.ABC):
@@ -20,6 +31,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; deleting a missing key is not an error."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str, *, start_after: str | None = None, limit: int = 1000) -> tuple[list[StoredObject], bool]:
+        """At most ``limit`` objects whose key starts with ``prefix`` (nested keys included), in key order,
+        after ``start_after``; and whether more follow."""
 
     @abc.abstractmethod
     def presigned_url(self, key: str, expires_s: int = 3600) -> str:
