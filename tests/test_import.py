@@ -235,9 +235,9 @@ def _alpha(path):
 
 
 def _job_ids(env, account_name) -> dict:
-    with support.context(env).db() as session:
-        account = session.scalar(select(Account).where(Account.name == account_name))
-        return dict(session.execute(select(Job.external_id, Job.id).where(Job.account_id == account.id)).all())
+    with support.context(env).db() as db:
+        account = db.scalar(select(Account).where(Account.name == account_name))
+        return dict(db.execute(select(Job.external_id, Job.id).where(Job.account_id == account.id)).all())
 
 
 def test_s3_prefix_import_keeps_the_tree_and_follows_the_listing_pages(live, env, s3, tmp_path):
@@ -268,9 +268,9 @@ def test_s3_prefix_import_keeps_the_tree_and_follows_the_listing_pages(live, env
         assert alpha.shape == size[::-1] and alpha[size[1] // 2, size[0] // 2] > 200 and alpha[1, 1] < 50
     broken = report[f"s3:{base}broken.png"]
     assert (broken["status"], broken["error_code"]) == ("failed", "invalid_image") and broken["job_id"]
-    with support.context(env).db() as session:
-        account = session.scalar(select(Account).where(Account.name == "import-s3"))
-        jobs = session.scalars(select(Job).where(Job.account_id == account.id)).all()
+    with support.context(env).db() as db:
+        account = db.scalar(select(Account).where(Account.name == "import-s3"))
+        jobs = db.scalars(select(Job).where(Job.account_id == account.id)).all()
     assert sorted(j.input_spec["s3_key"] for j in jobs) == sorted(base + name for name in photos)
     assert len({j.batch_id for j in jobs}) == 2  # 4 items, 2 per batch
     first = _job_ids(env, "import-s3")
