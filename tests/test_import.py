@@ -255,10 +255,12 @@ def test_s3_prefix_import_keeps_the_tree_and_follows_the_listing_pages(live, env
         list(pool.map(lambda n: _put(s3, f"{base}meta/{n:04d}.json", b"{}"), range(1000)))
     _put(s3, base.rstrip("/") + "-old/x.png", photos["a.png"])  # a sibling prefix: not part of the import
     out = tmp_path / "out"
-    source = "s3:imports/{account}/catalog/2026"  # {account} and the missing trailing / are filled in
-    assert _import(url, key, source, "-o", out, "--batch-size", "2") == 1  # broken.png fails
+    # {account} and the missing trailing / are filled in; the second prefix lies within the first (no item twice)
+    source = ("s3:imports/{account}/catalog/2026", "s3:imports/{account}/catalog/2026/shoes/")
+    assert _import(url, key, *source, "-o", out, "--batch-size", "2") == 1  # broken.png fails
     report = _report(out)
     assert set(report) == {f"s3:{base}{name}" for name in photos}
+    assert len((out / "report.csv").read_text().splitlines()) == 1 + len(photos)
     sizes = {"a.png": (96, 64), "shoes/b.jpg": (90, 70), "shoes/deep/c.webp": (64, 64)}
     for name, size in sizes.items():
         row = report[f"s3:{base}{name}"]
@@ -277,12 +279,12 @@ def test_s3_prefix_import_keeps_the_tree_and_follows_the_listing_pages(live, env
 
     # The state is lost: each batch's Idempotency-Key comes from its object keys and ETags, so no new job.
     (out / ".clearcut-import.jsonl").unlink()
-    assert _import(url, key, source, "-o", out, "--batch-size", "2") == 1
+    assert _import(url, key, *source, "-o", out, "--batch-size", "2") == 1
     assert _job_ids(env, "import-s3") == first
     # a.png is replaced (a new ETag): its batch is new, the other batch is found again.
     _put(s3, base + "a.png", support.scene_png(120, 80, 24))
     (out / ".clearcut-import.jsonl").unlink()
-    assert _import(url, key, source, "-o", out, "--batch-size", "2") == 1
+    assert _import(url, key, *source, "-o", out, "--batch-size", "2") == 1
     again = _report(out)
     assert again[f"s3:{base}a.png"]["job_id"] != report[f"s3:{base}a.png"]["job_id"]
     assert _alpha(out / "2026/a.png").shape == (80, 120)

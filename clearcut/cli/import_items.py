@@ -89,8 +89,8 @@ def _s3_items(prefix: str, objects: Iterable[dict], options: dict) -> list[Item]
         relative = PurePosixPath(obj["key"][len(prefix):].lstrip("/"))
         if relative.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        if ".." in relative.parts or not relative.name:
-            raise ValueError(f"object {obj['key']!r} has a '..' or empty part; rename it in the bucket")
+        if ".." in relative.parts or not relative.name or any(ord(c) < 32 for c in obj["key"]):
+            raise ValueError(f"object {obj['key']!r} has a '..' part or a control character; rename it in the bucket")
         items.append(Item(key=S3 + obj["key"], kind="s3", source=obj["key"], etag=obj.get("etag"), options=options,
                           result=f"{folder}/{relative.with_suffix('.' + ext).as_posix()}"))
     return items
@@ -121,10 +121,14 @@ def collect(sources: list[str], options: dict, lister: Lister | None = None) -> 
         else:
             raise ValueError(f"{raw}: no such file or folder")
     seen: dict[str, str] = {}
+    unique = []
     for item in items:
+        if seen.get(item.key) == item.source:
+            continue  # the same item again (a file named twice, overlapping s3: prefixes): the first one counts
         for name in (item.key, item.result):
             if name in seen and seen[name] != item.source:
                 raise ValueError(f"two items share the name {name!r} ({seen[name]} and {item.source}); "
                                  "rename one or import them separately")
             seen[name] = item.source
-    return items
+        unique.append(item)
+    return unique
