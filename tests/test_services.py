@@ -33,6 +33,20 @@ def test_s3_round_trip(s3):
     assert missing.value.status == 404 and not missing.value.retryable
 
 
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_a_capped_read_stops_at_the_cap(backend, s3, tmp_path):
+    """get(key, max_bytes=n) returns at most n bytes (S3: a Range request), so a worker reading an import
+    object larger than the upload limit holds limit + 1 bytes, not the object."""
+    storage = s3.storage if backend == "s3" else LocalStorage(tmp_path)
+    key = "imports/acct/big.bin"
+    data = bytes(range(256)) * 4096  # 1 MiB
+    storage.put(key, data)
+    assert storage.get(key, max_bytes=1001) == data[:1001]
+    assert storage.get(key, max_bytes=len(data) + 5) == data
+    assert storage.get(key) == data
+    storage.delete(key)
+
+
 def test_s3_unsigned_request_is_refused(s3):
     response = requests.get(f"{s3.endpoint}/{s3.settings['CLEARCUT_S3_BUCKET']}/anything", timeout=10)
     assert response.status_code in (401, 403)

@@ -22,8 +22,9 @@ class Storage(abc.ABC):
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
 
     @abc.abstractmethod
-    def get(self, key: str) -> bytes:
-        """The object's bytes; ``ObjectNotFound`` if there is none."""
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes (at most ``max_bytes`` of them: a longer object comes back cut to that length,
+        so a caller that asks for limit + 1 knows it is over); ``ObjectNotFound`` if there is none."""
 
     @abc.abstractmethod
     def exists(self, key: str) -> bool: ...

@@ -37,9 +37,12 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot write {key!r} under {self.root}: {exc.strerror}", key=key) from exc
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            if max_bytes is None:
+                return self._path(key).read_bytes()
+            with open(self._path(key), "rb") as f:
+                return f.read(max_bytes)
         except FileNotFoundError:
             raise ObjectNotFound(f"no object {key!r}", key=key) from None
         except OSError as exc:

@@ -86,9 +86,12 @@ class S3Storage(Storage):
         except Exception as exc:
             raise self._fail(exc, "write", key) from exc
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            if max_bytes is None:
+                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            # A Range request: an object of any size costs at most max_bytes of memory and transfer.
+            return self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{max_bytes - 1}")["Body"].read()
         except Exception as exc:
             raise self._fail(exc, "read", key) from exc
 
