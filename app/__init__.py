@@ -36,7 +36,8 @@ class _LazyContext:
 
 def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     """Build the WSGI app. ``settings``: CLEARCUT_* values that override the environment."""
-    from app import batches_api, compat, console, errors, jobs_api, metrics, openapi, v2, webhooks_api
+    from app import (batches_api, compat, console, errors, imports_api, jobs_api, metrics, openapi, v2,
+                     webhooks_api)
     from app.health import HealthChecks, bp as health_bp
     from clearcut import config
     from clearcut.endpoints import redis_client
@@ -58,7 +59,7 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     app.extensions["clearcut_celery"] = _lazy(_celery)
     errors.install(app)
     metrics.install(app, env)  # JSON logs with request ids, request metrics, GET /metrics
-    for blueprint in (health_bp, v2.bp, jobs_api.bp, batches_api.bp, webhooks_api.bp,
+    for blueprint in (health_bp, v2.bp, jobs_api.bp, batches_api.bp, imports_api.bp, webhooks_api.bp,
                       compat.bp,     # vendor drop-in routes
                       console.bp,    # web console at /console
                       openapi.bp):   # GET /v2/openapi.json

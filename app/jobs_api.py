@@ -138,32 +138,42 @@ def _pop_async_fields() -> dict:
     return found
 
 
-def _url_intake():
-    """(options, use_cache, url) when the only image input is ``image_url``; None otherwise (the shared
-    intake then handles the request, including every error about image inputs)."""
+def _pending_intake():
+    """(options, use_cache, input_spec) when the image is one the worker fetches: ``image_url`` or ``s3_key``
+    (an object in the caller's import area) is the only image input; None otherwise (the shared intake then
+    handles the request, including every error about image inputs)."""
     from app.inputs import IMAGE_FIELDS, _lower_keys, _options
+    from clearcut import netguard
 
     body = json_body()
+    files: dict = {}
     if body is not None:
         fields = _lower_keys(body.items())
     elif (request.mimetype or "").lower() in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        if request.files:
-            return None
         fields = _lower_keys((k, v) for k in request.form for v in request.form.getlist(k))
+        files = dict(request.files)
     else:
         return None
-    present = [name for name in IMAGE_FIELDS if fields.get(name) not in (None, "")]
-    if present != ["image_url"] or not isinstance(fields["image_url"], str):
+    present = [name for name in IMAGE_FIELDS if fields.get(name) not in (None, "")] + [str(name) for name in files]
+    if fields.get("s3_key") not in (None, ""):
+        if present:
+            raise BadRequest(f"send exactly one image input; got s3_key, {', '.join(present)}",
+                             code="multiple_images", fields=["s3_key", *present])
+        key = batches.check_key(_ctx(), fields.pop("s3_key"), g.account.id, "CLEARCUT_S3_INPUT_PREFIXES", "s3_key")
+        if not _ctx().storage.exists(key):
+            raise ClearcutError(f"no object at s3_key {key!r}; upload it under your import prefix first "
+                                "(GET /v2/imports lists them)", code="s3_key_not_found", status=400, s3_key=key)
+        spec = {"s3_key": key}
+    elif present == ["image_url"] and isinstance(fields["image_url"], str):  # no file parts either
+        spec = {"image_url": fields.pop("image_url").strip()}
+        netguard._split(spec["image_url"])  # scheme, host and credentials now; addresses are checked when fetching
+    else:
         return None
-    url = fields.pop("image_url").strip()
     fields.pop("api_key", None)
     for name in IMAGE_FIELDS:
         fields.pop(name, None)
-    from clearcut import netguard
-
-    netguard._split(url)  # scheme, host and credentials now; addresses are checked when fetching
     options, use_cache = _options(fields)
-    return options, use_cache, url
+    return options, use_cache, {**spec, "cache": use_cache}
 
 
 def parse_metadata(value):
@@ -301,10 +311,10 @@ def create_job():
     external = extra.get("external_id")
     if external is not None and (not isinstance(external, (str, int)) or len(str(external)) > 200):
         raise BadRequest("external_id must be a string of at most 200 characters", code="invalid_external_id")
-    pending = _url_intake()
-    if pending is not None:  # the worker fetches image_url (SSRF guard there): 202 without waiting on it
-        options, use_cache, url = pending
-        job = jobs.submit_pending(_ctx(), g.account, g.key, options, {"image_url": url, "cache": use_cache},
+    pending = _pending_intake()
+    if pending is not None:  # the worker fetches the image (URLs through the SSRF guard): 202 without waiting
+        options, _, spec = pending
+        job = jobs.submit_pending(_ctx(), g.account, g.key, options, spec,
                                   request_id=request_id(), webhook_url=webhook_url, metadata=metadata,
                                   priority=priority, output=output, queue=config.get("CLEARCUT_ASYNC_QUEUE"),
                                   external_id=None if external is None else str(external))

@@ -60,6 +60,7 @@ ASYNC_PROPS = {
     "metadata": {"type": "object", "additionalProperties": True},
     "priority": {"type": "integer", "minimum": 0, "maximum": 9},
     "external_id": {"type": "string", "maxLength": 200},
+    "s3_key": {"type": "string", "description": "instead of an image: an object under imports/{account}/"},
     "output": {"type": "object", "properties": {"prefix": {"type": "string"}, "bucket": {"type": "string"}},
                "required": ["prefix"]},
 }
@@ -239,6 +240,19 @@ def document(server_url: str) -> dict:
             "post": {"tags": ["batches"], "summary": "Replay failed (or ?status=) items",
                      "parameters": [IDEMPOTENCY, _query("status", {"type": "string"})],
                      "responses": {"202": _json(_ref("Batch")), **_errors(400, 401, 403, 404, 429)}}},
+        "/v2/imports": {
+            "get": {"tags": ["batches"], "summary": "Objects in this account's import area (imports/{account}/)",
+                    "parameters": [_query("prefix", {"type": "string"}),
+                                   _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                                   _query("cursor", {"type": "string"})],
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "prefix": {"type": "string"}, "has_more": {"type": "boolean"},
+                        "next_cursor": {"type": "string", "nullable": True},
+                        "data": {"type": "array", "items": {"type": "object", "properties": {
+                            "key": {"type": "string"}, "relative_key": {"type": "string"},
+                            "size": {"type": "integer"}, "etag": {"type": "string"},
+                            "last_modified": {"type": "string", "nullable": True}}}}}}),
+                        **_errors(400, 401, 403, 429)}}},
         "/v2/webhooks/secret/rotate": {
             "post": {"tags": ["webhooks"], "summary": "New signing secret, shown once", "parameters": [IDEMPOTENCY],
                      "responses": {"201": _json({"type": "object", "properties": {"secret": {"type": "string"}}}),

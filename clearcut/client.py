@@ -214,15 +214,21 @@ class Client:
                       needs_review=h.get("X-Needs-Review", "").lower() == "true", headers=dict(h))
 
     def submit_job(self, image: bytes | str | Path | None = None, *, image_url: str | None = None,
-                   filename: str | None = None, options: Mapping[str, Any] | None = None,
+                   s3_key: str | None = None, filename: str | None = None, options: Mapping[str, Any] | None = None,
                    webhook_url: str | None = None, metadata: dict | None = None, priority: int | str | None = None,
                    external_id: str | None = None, output: dict | None = None,
                    idempotency_key: str | None = None) -> dict:
-        """``POST /v2/jobs``: the queued job (202)."""
+        """``POST /v2/jobs``: the queued job (202). The image is bytes or a path, an ``image_url``, or the
+        ``s3_key`` of an object in this account's import area (see ``list_imports``)."""
         fields = {k: _form_value(v) for k, v in (options or {}).items() if v is not None}
         extra = {"webhook_url": webhook_url, "metadata": metadata, "priority": priority,
                  "external_id": external_id, "output": output}
         fields.update({k: _form_value(v) for k, v in extra.items() if v is not None})
+        if s3_key is not None:
+            if image is not None or image_url is not None:
+                raise ValueError("give exactly one of image, image_url and s3_key")
+            fields["s3_key"] = s3_key
+            return self._json("POST", "/v2/jobs", data=fields, idempotency_key=idempotency_key)
         files = self._image_parts(image, image_url, filename, fields)
         return self._json("POST", "/v2/jobs", data=fields, files=files or None, idempotency_key=idempotency_key)
 
@@ -314,6 +320,25 @@ class Client:
         """``POST /v2/batches/{id}/replay``: the failed items (default) or those of ``status``."""
         params = {"status": ",".join(status) if isinstance(status, list) else status} if status else None
         return self._json("POST", f"/v2/batches/{batch_id}/replay", params=params, idempotency_key=idempotency_key)
+
+    # --- the import area ---------------------------------------------------------------------------
+
+    def list_imports(self, prefix: str | None = None, *, limit: int = 1000, cursor: str | None = None) -> dict:
+        """``GET /v2/imports``: one page of the objects under ``prefix`` (default: this account's
+        ``imports/<account id>/``), ``{"prefix", "data", "has_more", "next_cursor"}``."""
+        params = {"prefix": prefix, "limit": limit, "cursor": cursor}
+        return self._json("GET", "/v2/imports", params={k: v for k, v in params.items() if v is not None})
+
+    def iter_imports(self, prefix: str | None = None, *, page_size: int = 1000) -> Iterator[dict]:
+        """Every object under ``prefix`` (``key``, ``relative_key``, ``size``, ``etag``, ``last_modified``),
+        in key order, following the cursor."""
+        cursor = None
+        while True:
+            page = self.list_imports(prefix, limit=page_size, cursor=cursor)
+            yield from page["data"]
+            cursor = page.get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return
 
     # --- account -----------------------------------------------------------------------------------
 

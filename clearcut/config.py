@@ -183,8 +183,8 @@ SETTINGS: dict[str, Setting] = {
                 _positive_int),
         Setting("CLEARCUT_BATCH_MAX_ITEMS", "10000", "Most items in one batch.", _positive_int),
         Setting("CLEARCUT_S3_INPUT_PREFIXES", "imports/{account}/",
-                "Comma-separated key prefixes (in CLEARCUT_S3_BUCKET) a batch item's `s3_key` may read; "
-                "`{account}` is the account id."),
+                "Comma-separated key prefixes (in CLEARCUT_S3_BUCKET) of an account's import area: what "
+                "`GET /v2/imports` lists and an `s3_key` (job or batch item) may read; `{account}` is the account id."),
         Setting("CLEARCUT_S3_OUTPUT_PREFIXES", "exports/{account}/",
                 "Comma-separated key prefixes (in CLEARCUT_S3_BUCKET) a job's `output.prefix` may write; "
                 "`{account}` is the account id (empty: `output` is refused)."),

@@ -1,20 +1,25 @@
 """``clearcut import`` against a live stack (the app over real HTTP, a real worker, u2netp): a folder tree
 with good and broken files, resume after an interruption without duplicate jobs, a CSV of URLs through
-the SSRF guard in several batches, ``--replay-failed`` and ``--skip-existing``."""
+the SSRF guard in several batches, ``--replay-failed`` and ``--skip-existing``, an ``s3:`` prefix of the
+account's import area in SeaweedFS (and another account's, refused), identical files uploaded once."""
 from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from PIL import Image
 from sqlalchemy import func, select
 
 from clearcut.cli.main import main
+from clearcut.client import Client
 from clearcut.db.models import Account, Job, Usage
 from tests import async_support as support
 from tests.async_support import env, live, stack  # noqa: F401 - shared module fixtures
@@ -209,3 +214,143 @@ def test_sigkill_mid_import_then_rerun_ends_every_item_once(live, env, tmp_path)
     counted = _jobs_by_external_id(env, "import-kill")
     assert counted["jobs"] == {f"photos/p{n:02d}.png": 1 for n in range(16)}
     assert counted["usage"] == counted["usage_jobs"] == 16
+
+
+def _account_id(url, key) -> str:
+    with Client(url, key) as cc:
+        return cc.account()["account"]["id"]
+
+
+def _put(s3, key: str, data: bytes) -> None:
+    """An object dropped into the bucket the way an account's own tooling would: boto3, no Clearcut code."""
+    s3.storage.client.put_object(Bucket=s3.storage.bucket, Key=key, Body=data)
+
+
+def _alpha(path):
+    import numpy as np
+
+    image = Image.open(path)
+    assert image.mode == "RGBA", path
+    return np.asarray(image.getchannel("A"))
+
+
+def _job_ids(env, account_name) -> dict:
+    with support.context(env).db() as db:
+        account = db.scalar(select(Account).where(Account.name == account_name))
+        return dict(db.execute(select(Job.external_id, Job.id).where(Job.account_id == account.id)).all())
+
+
+def test_s3_prefix_import_keeps_the_tree_and_follows_the_listing_pages(live, env, s3, tmp_path):
+    url, _ = live
+    key = support.new_key(env, "import-s3")
+    base = f"imports/{_account_id(url, key)}/catalog/2026/"
+    photos = {"a.png": support.scene_png(96, 64, 14),
+              "broken.png": b"a text file named .png\n" * 4,
+              "shoes/b.jpg": encode_image(synthetic_scene(90, 70, 18)[0].convert("RGB"), "JPEG"),
+              "shoes/deep/c.webp": encode_image(synthetic_scene(64, 64, 16)[0], "WEBP")}
+    for name, data in photos.items():
+        _put(s3, base + name, data)
+    # 1000 sidecar files (not images: skipped) put shoes/* on the listing's second page of 1000.
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: _put(s3, f"{base}meta/{n:04d}.json", b"{}"), range(1000)))
+    _put(s3, base.rstrip("/") + "-old/x.png", photos["a.png"])  # a sibling prefix: not part of the import
+    out = tmp_path / "out"
+    # {account} and the missing trailing / are filled in; the second prefix lies within the first (no item twice)
+    source = ("s3:imports/{account}/catalog/2026", "s3:imports/{account}/catalog/2026/shoes/")
+    assert _import(url, key, *source, "-o", out, "--batch-size", "2") == 1  # broken.png fails
+    report = _report(out)
+    assert set(report) == {f"s3:{base}{name}" for name in photos}
+    assert len((out / "report.csv").read_text().splitlines()) == 1 + len(photos)
+    sizes = {"a.png": (96, 64), "shoes/b.jpg": (90, 70), "shoes/deep/c.webp": (64, 64)}
+    for name, size in sizes.items():
+        row = report[f"s3:{base}{name}"]
+        assert row["status"] == "succeeded" and row["job_id"].startswith("job_") and not row["error_code"], row
+        assert row["result_path"] == "2026/" + name.rsplit(".", 1)[0] + ".png"  # the tree under the prefix
+        alpha = _alpha(out / row["result_path"])
+        assert alpha.shape == size[::-1] and alpha[size[1] // 2, size[0] // 2] > 200 and alpha[1, 1] < 50
+    broken = report[f"s3:{base}broken.png"]
+    assert (broken["status"], broken["error_code"]) == ("failed", "invalid_image") and broken["job_id"]
+    with support.context(env).db() as db:
+        account = db.scalar(select(Account).where(Account.name == "import-s3"))
+        jobs = db.scalars(select(Job).where(Job.account_id == account.id)).all()
+    assert sorted(j.input_spec["s3_key"] for j in jobs) == sorted(base + name for name in photos)
+    assert len({j.batch_id for j in jobs}) == 2  # 4 items, 2 per batch
+    first = _job_ids(env, "import-s3")
+
+    # The state is lost: each batch's Idempotency-Key comes from its object keys and ETags, so no new job.
+    (out / ".clearcut-import.jsonl").unlink()
+    assert _import(url, key, *source, "-o", out, "--batch-size", "2") == 1
+    assert _job_ids(env, "import-s3") == first
+    # a.png is replaced (a new ETag): its batch is new, the other batch is found again.
+    _put(s3, base + "a.png", support.scene_png(120, 80, 24))
+    (out / ".clearcut-import.jsonl").unlink()
+    assert _import(url, key, *source, "-o", out, "--batch-size", "2") == 1
+    again = _report(out)
+    assert again[f"s3:{base}a.png"]["job_id"] != report[f"s3:{base}a.png"]["job_id"]
+    assert _alpha(out / "2026/a.png").shape == (80, 120)
+    assert [again[f"s3:{base}{n}"]["job_id"] for n in ("shoes/b.jpg", "shoes/deep/c.webp")] == \
+        [report[f"s3:{base}{n}"]["job_id"] for n in ("shoes/b.jpg", "shoes/deep/c.webp")]
+
+
+def test_s3_prefix_of_another_account_is_refused_before_anything_is_sent(live, env, s3, tmp_path, capsys):
+    url, _ = live
+    key = support.new_key(env, "import-s3-intruder")
+    victim = _account_id(url, support.new_key(env, "import-s3-victim"))
+    _put(s3, f"imports/{victim}/private/a.png", support.scene_png())
+    out = tmp_path / "out"
+    assert _import(url, key, f"s3:imports/{victim}/private/", "-o", out) == 2
+    err = capsys.readouterr().err
+    assert "403 import_prefix_not_allowed" in err and f"imports/{_account_id(url, key)}/" in err, err
+    assert _import(url, key, "s3://imports/{account}/", "-o", out) == 2
+    assert "write s3:PREFIX" in capsys.readouterr().err
+    assert not _job_ids(env, "import-s3-intruder") and not (out / "report.csv").exists()
+
+
+def _job_posts(url) -> int:
+    """POST /v2/jobs requests the server has answered so far (its own request counter at /metrics)."""
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return int(sum(float(n) for n in re.findall(
+        r'^clearcut_http_requests_total\{method="POST",route="/v2/jobs",status="\d+"\} (\S+)$', text, re.M)))
+
+
+def test_identical_files_anywhere_in_the_sources_are_uploaded_once(live, env, tmp_path):
+    url, _ = live
+    key = support.new_key(env, "import-dupes")
+    folder = tmp_path / "photos"
+    one, two = support.scene_png(96, 64, 14), support.scene_png(96, 64, 22)
+    for name, data in {"one.png": one, "copies/one-again.png": one, "copies/deep/one-more.png": one,
+                       "two.png": two}.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    (tmp_path / "hero.png").write_bytes(two)  # a second source, the same bytes as photos/two.png
+    out = tmp_path / "out"
+    posts = _job_posts(url)
+    assert _import(url, key, folder, tmp_path / "hero.png", "-o", out) == 0
+    assert _job_posts(url) - posts == 2  # two distinct contents, two uploads
+    report = _report(out)
+    # In the sources' order (the folder's sorted tree, then hero.png); the first of each content is uploaded.
+    ones = ["photos/copies/deep/one-more.png", "photos/copies/one-again.png", "photos/one.png"]
+    twos = ["photos/two.png", "hero.png"]
+    assert set(report) == {*ones, *twos} and {r["status"] for r in report.values()} == {"succeeded"}
+    assert len({report[k]["job_id"] for k in ones}) == 1 and len({report[k]["job_id"] for k in twos}) == 1
+    assert report[ones[0]]["job_id"] != report[twos[0]]["job_id"]
+    for group in (ones, twos):  # every item has its own result file, the one cutout of its content
+        files = [(out / report[k]["result_path"]).read_bytes() for k in group]
+        assert len(set(files)) == 1 and len({report[k]["result_path"] for k in group}) == len(group)
+    counted = _jobs_by_external_id(env, "import-dupes")
+    assert counted["jobs"] == {ones[0]: 1, twos[0]: 1} and counted["usage"] == 2
+
+    posts = _job_posts(url)
+    assert _import(url, key, folder, tmp_path / "hero.png", "-o", out) == 0  # a re-run: nothing to send
+    assert _job_posts(url) == posts
+    # Killed after an upload's first state line: the copies are matched by content, not uploaded again.
+    state = out / ".clearcut-import.jsonl"
+    lines = state.read_text().splitlines()
+    state.write_text("".join(line + "\n" for line in lines if f'"{ones[0]}"' in line or f'"{twos[0]}"' in line))
+    for item in ones[1:] + twos[1:]:
+        (out / report[item]["result_path"]).unlink()
+    assert _import(url, key, folder, tmp_path / "hero.png", "-o", out) == 0
+    assert _job_posts(url) == posts
+    assert {k: r["job_id"] for k, r in _report(out).items()} == {k: r["job_id"] for k, r in report.items()}
+    assert all((out / report[k]["result_path"]).exists() for k in report)
+    assert _jobs_by_external_id(env, "import-dupes") == counted

@@ -33,6 +33,20 @@ def test_s3_round_trip(s3):
     assert missing.value.status == 404 and not missing.value.retryable
 
 
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_a_capped_read_stops_at_the_cap(backend, s3, tmp_path):
+    """get(key, max_bytes=n) returns at most n bytes (S3: a Range request), so a worker reading an import
+    object larger than the upload limit holds limit + 1 bytes, not the object."""
+    storage = s3.storage if backend == "s3" else LocalStorage(tmp_path)
+    key = "imports/acct/big.bin"
+    data = bytes(range(256)) * 4096  # 1 MiB
+    storage.put(key, data)
+    assert storage.get(key, max_bytes=1001) == data[:1001]
+    assert storage.get(key, max_bytes=len(data) + 5) == data
+    assert storage.get(key) == data
+    storage.delete(key)
+
+
 def test_s3_unsigned_request_is_refused(s3):
     response = requests.get(f"{s3.endpoint}/{s3.settings['CLEARCUT_S3_BUCKET']}/anything", timeout=10)
     assert response.status_code in (401, 403)
@@ -72,6 +86,35 @@ def test_local_storage_round_trip(tmp_path):
         storage.get("results/a.png")
     with pytest.raises(StorageError):
         storage.put("../escape.png", b"x")
+
+
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_listing_is_nested_ordered_and_paged(backend, s3, tmp_path):
+    """Both backends list every key under a prefix, nested ones included, in key order, page by page;
+    a sibling folder whose name merely starts the same is not under ``list/a/``."""
+    import hashlib
+    import uuid
+
+    storage = s3.storage if backend == "s3" else LocalStorage(tmp_path / "objects")
+    base = f"list-{uuid.uuid4().hex[:8]}/"
+    names = ["a/1.png", "a/2.png", "a/deep/3.png", "a/deep/deeper/4.png", "a/z.txt"]
+    for n, name in enumerate(names):
+        storage.put(base + name, bytes([n]) * (n + 1))
+    storage.put(base + "ab/other.png", b"not under a/")
+    seen, cursor, pages = [], None, 0
+    while True:
+        page, more = storage.list(base + "a/", start_after=cursor, limit=2)
+        pages += 1
+        seen += page
+        if not more:
+            break
+        cursor = page[-1].key
+    assert [o.key for o in seen] == [base + name for name in names] and pages == 3
+    assert [o.size for o in seen] == [1, 2, 3, 4, 5]
+    assert seen[1].etag == hashlib.md5(b"\x01\x01").hexdigest()  # one-part upload: the md5
+    assert seen[0].last_modified is not None
+    assert storage.list(base + "a/", start_after=base + "a/z.txt") == ([], False)
+    assert storage.list(base + "nothing/") == ([], False)
 
 
 def test_valkey_starts_and_answers(tmp_path):

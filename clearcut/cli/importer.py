@@ -1,16 +1,17 @@
 """``clearcut import``: a catalog import against a running server, resumable, with a report.
 
-Sources: folders (walked recursively; results keep the tree under ``OUT/<folder name>/``), image files
-(``OUT/<name>``) and CSV files of ``image_url[,external_id]`` rows, or with a header row naming
-``image_url``, ``external_id`` and any per-item options (``format``, ``bg_color``, …). Local files are
-uploaded as ``POST /v2/jobs`` (one job each, ``external_id`` = the item); URLs go in
-``POST /v2/batches`` of at most ``--batch-size`` items (the worker fetches them through the SSRF guard).
+Sources (``clearcut.cli.import_items``): folders, image files, CSV files of image URLs and ``s3:PREFIX``
+prefixes of the account's import area in the server's bucket. Local files are uploaded as
+``POST /v2/jobs`` (``external_id`` = the item), once per distinct content: files with the same bytes share
+that job, and each still gets its own report row and result file. URLs and import objects go in
+``POST /v2/batches`` of at most ``--batch-size`` items (the worker fetches them: URLs through the SSRF
+guard, objects from the bucket).
 
 State: ``OUT/.clearcut-import.jsonl`` records, one JSON line per event, each item's job id and outcome
 and each batch created. Running the same command again reads it back, skips finished items, uploads
 nothing twice and waits on the jobs already queued. Every POST's ``Idempotency-Key`` is derived from
-the item (its name, its content's sha256 and the request's options), so a run killed between a POST
-and its state line still never creates a second job.
+the items (a file's name and sha256, a URL, an object's key and ETag) and the request's options, so a run
+killed between a POST and its state line still never creates a second job.
 
 At the end ``OUT/report.csv`` has one row per item (``item,job_id,status,error_code,result_path,
 confidence``; ``status`` is ``succeeded`` or ``failed``, or ``skipped`` / ``queued`` for items skipped
@@ -27,12 +28,12 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from clearcut import config
-from clearcut.cli.remove import IMAGE_SUFFIXES, add_image_options, option_fields
+from clearcut.cli.import_items import S3, Item, collect
+from clearcut.cli.remove import add_image_options, option_fields
 from clearcut.errors import ClearcutError
 from clearcut.options import parse
 
@@ -40,23 +41,14 @@ STATE = ".clearcut-import.jsonl"
 REPORT = "report.csv"
 REVIEW = "review.txt"
 REPORT_FIELDS = ["item", "job_id", "status", "error_code", "result_path", "confidence"]
-EXTENSIONS = {"jpeg": "jpg", "tif": "tiff"}
 FATAL_STATUSES = {0, 401, 403}  # no server, or this key cannot work: stop instead of failing every item
-
-
-@dataclass
-class Item:
-    key: str                     # the item's name in report.csv
-    kind: str                    # "file" or "url"
-    source: str                  # a local path or an image_url
-    result: str                  # the result's path relative to OUT
-    external_id: str | None = None
-    options: dict = field(default_factory=dict)  # this item's options (the run's, then the CSV's)
 
 
 def register(sub) -> None:
     p = sub.add_parser("import", help="import a catalog through a running server (resumable)")
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="folders, image files, CSV files of image URLs")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="folders, image files, CSV files of image URLs, s3:PREFIX (imports/{account}/... "
+                        "in the server's bucket)")
     p.add_argument("-o", "--output", required=True, help="output folder (results, state, report.csv)")
     p.add_argument("--server", help="the API's base URL (default: CLEARCUT_URL)")
     p.add_argument("--key", help="API key (default: CLEARCUT_API_KEY)")
@@ -65,7 +57,7 @@ def register(sub) -> None:
                    help="any other /v2 option (e.g. a layout option), repeatable")
     p.add_argument("--priority", help="0-9 or low/normal/high (default 5)")
     p.add_argument("--webhook-url", help="receives job.succeeded / job.failed (and batch.completed)")
-    p.add_argument("--batch-size", type=int, help="URL items per batch (default and maximum: "
+    p.add_argument("--batch-size", type=int, help="URL and s3: items per batch (default and maximum: "
                                                   "CLEARCUT_BATCH_MAX_ITEMS)")
     p.add_argument("--concurrency", type=int, default=4, help="uploads and downloads in flight (default 4)")
     p.add_argument("--replay-failed", action="store_true", help="replay the items that failed in an earlier run")
@@ -77,66 +69,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-# --- items ------------------------------------------------------------------------------------------
-
-def _extension(fmt: str | None) -> str:
-    fmt = (fmt or "png").strip().lower()
-    return EXTENSIONS.get(fmt, fmt)
-
-
-def _safe_name(text: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in text).strip("._")
-    return cleaned[:150] or hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _csv_items(path: Path, options: dict) -> list[Item]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    header = ["image_url", "external_id"]
-    if rows and rows[0][0].strip().lower() == "image_url":
-        header, rows = [cell.strip().lower() for cell in rows[0]], rows[1:]
-    items = []
-    for number, row in enumerate(rows, start=1):
-        values = {name: cell.strip() for name, cell in zip(header, row) if cell.strip()}
-        url = values.pop("image_url", "")
-        if not url:
-            raise ValueError(f"{path}: row {number} has no image_url")
-        external = values.pop("external_id", None)
-        merged = {**options, **values}
-        parse(merged)  # per-item options are validated before anything is sent
-        name = _safe_name(external) if external else f"row-{number:05d}"
-        items.append(Item(key=external or url, kind="url", source=url, external_id=external, options=merged,
-                          result=f"{path.stem}/{name}.{_extension(merged.get('format'))}"))
-    return items
-
-
-def collect(sources: list[str], options: dict) -> list[Item]:
-    """The items of every source, in a stable order; raises ValueError on a missing source or a clash."""
-    ext = _extension(options.get("format"))
-    items: list[Item] = []
-    for raw in sources:
-        path = Path(raw)
-        if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
-                relative = file.relative_to(path).as_posix()
-                items.append(Item(key=f"{path.name}/{relative}", kind="file", source=str(file), options=options,
-                                  result=f"{path.name}/{Path(relative).with_suffix('.' + ext).as_posix()}"))
-        elif path.is_file() and path.suffix.lower() == ".csv":
-            items.extend(_csv_items(path, options))
-        elif path.is_file():
-            items.append(Item(key=path.name, kind="file", source=str(path), options=options,
-                              result=path.with_suffix("." + ext).name))
-        else:
-            raise ValueError(f"{raw}: no such file or folder")
-    seen: dict[str, str] = {}
-    for item in items:
-        for name in (item.key, item.result):
-            if name in seen and seen[name] != item.source:
-                raise ValueError(f"two items share the name {name!r} ({seen[name]} and {item.source}); "
-                                 "rename one or import them separately")
-            seen[name] = item.source
-    return items
-
+# --- keys ---------------------------------------------------------------------------------------
 
 def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:48]
@@ -186,6 +119,7 @@ class Import:
         self.options = options  # the run's options (a CSV row's own ones are per item)
         self.by_key = {item.key: item for item in items}
         self.bar = None
+        self.skipped = 0
 
     def _job_fields(self) -> dict:
         return {"priority": self.args.priority, "webhook_url": self.args.webhook_url}
@@ -193,7 +127,38 @@ class Import:
     def _fatal(self, exc: ClearcutError) -> bool:
         return exc.status in FATAL_STATUSES or exc.code in ("rate_limited", "idempotency_conflict")
 
-    def upload(self, item: Item) -> None:
+    def _queued(self, items: list[Item], job: dict, content: str | None = None) -> None:
+        for item in items:
+            self.state.record({"item": item.key, "job_id": job["id"], "status": "queued",
+                               "created_at": job.get("created_at"), **({"content": content} if content else {})})
+
+    def _failed(self, items: list[Item], code: str, **extra) -> None:
+        for item in items:
+            self.state.record({"item": item.key, **extra, "status": "failed", "error_code": code})
+
+    # --- local files: one upload per distinct content ---------------------------------------------
+
+    def upload_files(self, pool: ThreadPoolExecutor, files: list[Item]) -> None:
+        """Files with the same bytes (and options) share one upload and one job: the first of them in
+        the sources' order is uploaded; a content already uploaded by an earlier run is not sent again."""
+        digests = dict(zip([i.key for i in files], pool.map(_sha256, [i.source for i in files])))
+        earlier = {row["content"]: row for row in self.state.items.values() if row.get("content") and row.get("job_id")}
+        groups: dict[str, list[Item]] = {}
+        for item in files:
+            groups.setdefault(_digest("content", digests[item.key], item.options, self._job_fields()), []).append(item)
+        uploads = []
+        for content, members in groups.items():
+            row = earlier.get(content)
+            if row is not None:
+                self._queued(members, {"id": row["job_id"], "created_at": row.get("created_at")}, content)
+            else:
+                uploads.append(pool.submit(self.upload, members, content))
+        for future in as_completed(uploads):
+            future.result()
+            self.progress()
+
+    def upload(self, members: list[Item], content: str) -> None:
+        item = members[0]
         data = Path(item.source).read_bytes()
         external = item.key if len(item.key) <= 200 else None
         key = "import-" + _digest("file", item.key, hashlib.sha256(data).hexdigest(), item.options,
@@ -204,12 +169,15 @@ class Import:
         except ClearcutError as exc:
             if self._fatal(exc):
                 raise
-            self.state.record({"item": item.key, "job_id": None, "status": "failed", "error_code": exc.code})
+            self._failed(members, exc.code, job_id=None)
             return
-        self.state.record({"item": item.key, "job_id": job["id"], "status": "queued",
-                           "created_at": job["created_at"]})
+        self._queued(members, job, content)
+
+    # --- URLs and import objects: batches ------------------------------------------------------
 
     def submit_batches(self, items: list[Item]) -> None:
+        """URL and ``s3:`` items in ``POST /v2/batches`` of at most --batch-size; a batch's Idempotency-Key
+        is derived from its items (URLs; object keys with their ETags) and the options."""
         size = min(self.args.batch_size or config.get("CLEARCUT_BATCH_MAX_ITEMS"),
                    config.get("CLEARCUT_BATCH_MAX_ITEMS"))
         shared = self.options
@@ -218,15 +186,17 @@ class Import:
             wire_ids = {}
             payload = []
             for item in chunk:
-                wire = item.external_id or (item.source if len(item.source) <= 200 else
-                                            "url-" + hashlib.sha256(item.source.encode()).hexdigest()[:24])
+                name = item.source if item.kind == "url" else item.key
+                wire = item.external_id or (name if len(name) <= 200 else
+                                            f"{item.kind}-" + hashlib.sha256(name.encode()).hexdigest()[:24])
                 wire_ids[wire] = item.key
-                entry = {"image_url": item.source, "external_id": wire}
+                entry = {"image_url" if item.kind == "url" else "s3_key": item.source, "external_id": wire}
                 own = {k: v for k, v in item.options.items() if shared.get(k) != v}
                 if own:
                     entry["options"] = own
                 payload.append(entry)
-            key = "import-batch-" + _digest(payload, shared, self._job_fields())
+            etags = [item.etag for item in chunk if item.kind == "s3"]
+            key = "import-batch-" + _digest(payload, shared, self._job_fields(), *([etags] if etags else []))
             batch = self.cc.create_batch(payload, options=shared,
                                          metadata={"import": "clearcut import"}, idempotency_key=key,
                                          priority=self.args.priority, webhook_url=self.args.webhook_url)
@@ -234,7 +204,10 @@ class Import:
                     if job.get("external_id") in wire_ids}
             self.state.record({"batch": batch["id"], "jobs": jobs, "created_at": batch["created_at"]})
 
-    def replay(self, item: Item, row: dict) -> None:
+    def replay(self, pairs: list[tuple[Item, dict]]) -> None:
+        """Replay one failed job (shared by every item in ``pairs``)."""
+        item, row = pairs[0]
+        items = [i for i, _ in pairs]
         number = int(row.get("replays") or 0) + 1
         key = "import-replay-" + _digest(row["job_id"], number, item.options)
         try:
@@ -243,34 +216,40 @@ class Import:
         except ClearcutError as exc:
             if self._fatal(exc):
                 raise
-            self.state.record({"item": item.key, "replays": number, "status": "failed", "error_code": exc.code})
+            self._failed(items, exc.code, replays=number)
             return
-        self.state.record({"item": item.key, "replays": number, "status": "queued", "error_code": None})
+        for each in items:
+            self.state.record({"item": each.key, "replays": number, "status": "queued", "error_code": None})
 
-    def download(self, key: str, job: dict) -> None:
-        item = self.by_key[key]
-        target = self.out / item.result
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
+    # --- results ---------------------------------------------------------------------------------
+
+    def download(self, keys: list[str], job: dict) -> None:
+        """The job's result, fetched once and written for every item it is the result of."""
         try:
-            partial.write_bytes(self.cc.download_result(job["id"]))
+            data = self.cc.download_result(job["id"])
         except ClearcutError as exc:
             if self._fatal(exc):
                 raise
-            self.state.record({"item": key, "status": "failed", "error_code": exc.code})
+            self._failed([self.by_key[k] for k in keys], exc.code)
             return
-        partial.replace(target)
         confidence = (job.get("result") or {}).get("confidence")
-        self.state.record({"item": key, "status": "succeeded", "error_code": None, "result_path": item.result,
-                           "confidence": confidence, "needs_review": bool(job.get("needs_review"))})
+        for key in keys:
+            item = self.by_key[key]
+            target = self.out / item.result
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            partial.write_bytes(data)
+            partial.replace(target)
+            self.state.record({"item": key, "status": "succeeded", "error_code": None, "result_path": item.result,
+                               "confidence": confidence, "needs_review": bool(job.get("needs_review"))})
 
-    def finish(self, key: str, job: dict) -> None:
+    def finish(self, keys: list[str], job: dict) -> None:
         """A job seen finished: failed/canceled are recorded, succeeded ones are downloaded."""
         if job["status"] == "succeeded":
-            self.download(key, job)
+            self.download(keys, job)
         else:
             code = (job.get("error") or {}).get("code") or f"job_{job['status']}"
-            self.state.record({"item": key, "status": "failed", "error_code": code})
+            self._failed([self.by_key[k] for k in keys], code)
 
     def counts(self) -> dict:
         found = {"succeeded": 0, "failed": 0, "queued": 0}
@@ -290,24 +269,27 @@ class Import:
     def wait(self, pool: ThreadPoolExecutor) -> None:
         deadline = time.monotonic() + self.args.timeout if self.args.timeout else None
         while True:
-            pending = {self.state.items[i.key]["job_id"]: i.key for i in self.items
-                       if self.state.items.get(i.key, {}).get("status") == "queued"
-                       and self.state.items[i.key].get("job_id")}
+            pending: dict[str, list[str]] = {}
+            for item in self.items:
+                row = self.state.items.get(item.key, {})
+                if row.get("status") == "queued" and row.get("job_id"):
+                    pending.setdefault(row["job_id"], []).append(item.key)
             if not pending:
                 return
-            stamps = [self.state.items[k].get("created_at") for k in pending.values()]
+            stamps = [self.state.items[k].get("created_at") for keys in pending.values() for k in keys]
             since = min((datetime.fromisoformat(s) for s in stamps if s), default=None)
             finished = []
             for job in self.cc.iter_jobs(status=["succeeded", "failed", "canceled"],
                                          created_after=(since - timedelta(seconds=2)).isoformat() if since else None):
                 if job["id"] in pending:
                     finished.append((pending.pop(job["id"]), job))
-            for future in as_completed([pool.submit(self.finish, key, job) for key, job in finished]):
+            for future in as_completed([pool.submit(self.finish, keys, job) for keys, job in finished]):
                 future.result()
                 self.progress()
             if not finished:
                 if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"{len(pending)} items still queued after {self.args.timeout:g} s")
+                    raise TimeoutError(f"{sum(map(len, pending.values()))} items still queued after "
+                                       f"{self.args.timeout:g} s")
                 time.sleep(self.args.poll_interval)
 
     def run(self) -> None:
@@ -315,8 +297,7 @@ class Import:
 
         rows = self.state.items
         done = {"succeeded", "failed"}
-        self.skipped = 0
-        todo_files, todo_urls, replays = [], [], []
+        todo_files, todo_remote, replays = [], [], {}
         for item in self.items:
             row = rows.get(item.key, {})
             status = row.get("status")
@@ -324,30 +305,28 @@ class Import:
                 row["status"] = "queued"  # the result was deleted: download it again
             elif status == "failed" and self.args.replay_failed:
                 if row.get("job_id"):
-                    replays.append((item, row))
+                    replays.setdefault(row["job_id"], []).append((item, row))
                 else:
-                    (todo_files if item.kind == "file" else todo_urls).append(item)
+                    (todo_files if item.kind == "file" else todo_remote).append(item)
             elif status in done or row.get("job_id"):
                 continue
             elif self.args.skip_existing and (self.out / item.result).exists():
                 self.state.record({"item": item.key, "status": "skipped", "result_path": item.result})
             else:
-                (todo_files if item.kind == "file" else todo_urls).append(item)
+                (todo_files if item.kind == "file" else todo_remote).append(item)
         self.skipped = sum(rows.get(i.key, {}).get("status") == "skipped" for i in self.items)
-        new = len(todo_files) + len(todo_urls) + len(replays)
+        new = len(todo_files) + len(todo_remote) + sum(map(len, replays.values()))
         if new > self.args.confirm_above and not self.args.yes and not _confirm(new):
             raise ClearcutError(f"{new} items to submit; pass --yes to go ahead", code="not_confirmed", status=400)
         with ThreadPoolExecutor(max_workers=max(1, self.args.concurrency)) as pool, \
                 tqdm(total=len(self.items), unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
             self.bar = bar
             try:
-                for future in as_completed([pool.submit(self.upload, item) for item in todo_files]):
-                    future.result()
-                    self.progress()
-                if todo_urls:
-                    self.submit_batches(todo_urls)
-                for item, row in replays:
-                    self.replay(item, row)
+                self.upload_files(pool, todo_files)
+                if todo_remote:
+                    self.submit_batches(todo_remote)
+                for pairs in replays.values():
+                    self.replay(pairs)
                 self.progress()
                 self.wait(pool)
                 self.progress()
@@ -374,11 +353,32 @@ class Import:
         return {**self.counts(), "skipped": self.skipped, "review": len(flagged)}
 
 
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _confirm(count: int) -> bool:
     if not sys.stdin.isatty():
         return False
     answer = input(f"submit {count} items? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
+
+
+def _with_account(sources: list[str], client) -> list[str]:
+    """``{account}`` in an ``s3:`` source is this key's account id (asked once, only when used)."""
+    found: list[str] = []
+
+    def account_id() -> str:
+        if not found:
+            found.append(client.account()["account"]["id"])
+        return found[0]
+
+    return [raw.replace("{account}", account_id()) if raw.startswith(S3) and "{account}" in raw else raw
+            for raw in sources]
 
 
 def run(args) -> int:
@@ -393,22 +393,26 @@ def run(args) -> int:
                 raise ValueError(f"--option {pair!r}: write NAME=VALUE, such as padding=5%")
             options[name.strip().lower()] = value
         parse(options)
-        items = collect(args.sources, options)
-        if not items:
-            raise ValueError("no images found in the sources")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     server = args.server or config.get("CLEARCUT_URL")
     key = args.key or config.get("CLEARCUT_API_KEY")
     if not key:
         print("error: no API key: pass --key or set CLEARCUT_API_KEY", file=sys.stderr)
         return 2
-    state = State(out)
-    interrupted = False
     with Client(server, key) as client:
+        try:
+            items = collect(_with_account(args.sources, client), options, client.iter_imports)
+            if not items:
+                raise ValueError("no images found in the sources")
+        except (ValueError, ClearcutError) as exc:  # a missing source, a clash, a listing refused
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        state = State(out)
+        interrupted = False
         job = Import(args, client, items, out, state, options)
         try:
             job.run()

@@ -44,8 +44,10 @@ def check_key(ctx: Context, key, account_id: str, setting: str, what: str) -> st
     """A bucket key under one of the account's allowed prefixes (the setting ``setting``; no
     traversal, no absolute paths)."""
     prefixes = allowed_prefixes(ctx.setting(setting), account_id)
-    if not isinstance(key, str) or not key or len(key) > 900 or ".." in key.split("/") or key.startswith("/"):
-        raise InvalidBatch(f"{what} must be a relative object key without '..'", code=f"invalid_{what}")
+    if not isinstance(key, str) or not key or len(key) > 900 or ".." in key.split("/") or key.startswith("/") \
+            or any(ord(c) < 32 for c in key):
+        raise InvalidBatch(f"{what} must be a relative object key without '..' or control characters",
+                           code=f"invalid_{what}")
     if not any(key.startswith(p) for p in prefixes):
         raise InvalidBatch(f"{what} {key!r} is outside the prefixes this account may use "
                            f"({', '.join(prefixes) or 'none configured'}; see {setting})",

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from clearcut.context import Context
 from clearcut.db.models import Account, Asset, Job, utcnow
-from clearcut.errors import ClearcutError
+from clearcut.errors import ClearcutError, ImageTooLarge
 from clearcut.jobs.events import check_batch_complete, on_terminal
 from clearcut.jobs.leases import claimable, held, lease_until
 from clearcut.jobs.results import (ACTIVE, attach_result, cached, charge, deadline, finish_from_cache,
@@ -140,10 +140,13 @@ def _fetch_input(ctx: Context, job: Job, timings: dict) -> tuple[Job, bytes]:
         data, content_type = fetched.data, fetched.content_type
     elif spec.get("s3_key"):
         try:
-            data = ctx.storage.get(spec["s3_key"])
+            data = ctx.storage.get(spec["s3_key"], max_bytes=limit + 1)
         except ObjectNotFound:
             raise ClearcutError(f"no object at s3_key {spec['s3_key']!r}; upload it first", code="s3_key_not_found",
                                 status=400) from None
+        if len(data) > limit:
+            raise ImageTooLarge(f"the object at s3_key {spec['s3_key']!r} is larger than the "
+                                f"{ctx.setting('CLEARCUT_MAX_UPLOAD_MB'):g} MB limit (CLEARCUT_MAX_UPLOAD_MB)")
         content_type = "application/octet-stream"
     else:
         raise ClearcutError("the job has no stored original and nothing to fetch", code="original_missing",

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from clearcut.storage.base import Storage
+from clearcut.storage.base import Storage, StoredObject
 from clearcut.storage.errors import ObjectNotFound, StorageError
 from clearcut.storage.local import LocalStorage
 from clearcut.storage.s3 import S3Storage, make_client
 
-__all__ = ["Storage", "StorageError", "ObjectNotFound", "LocalStorage", "S3Storage", "make_client",
+__all__ = ["Storage", "StoredObject", "StorageError", "ObjectNotFound", "LocalStorage", "S3Storage", "make_client",
            "from_settings"]
 
 

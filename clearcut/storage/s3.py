@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from clearcut import config
-from clearcut.storage.base import Storage
+from clearcut.storage.base import Storage, StoredObject
 from clearcut.storage.errors import ObjectNotFound, StorageError
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -86,9 +86,12 @@ class S3Storage(Storage):
         except Exception as exc:
             raise self._fail(exc, "write", key) from exc
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            if max_bytes is None:
+                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            # A Range request: an object of any size costs at most max_bytes of memory and transfer.
+            return self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{max_bytes - 1}")["Body"].read()
         except Exception as exc:
             raise self._fail(exc, "read", key) from exc
 
@@ -109,6 +112,18 @@ class S3Storage(Storage):
             error = self._fail(exc, "delete", key)
             if not isinstance(error, ObjectNotFound):
                 raise error from exc
+
+    def list(self, prefix: str, *, start_after: str | None = None, limit: int = 1000) -> tuple[list[StoredObject], bool]:
+        params = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": int(limit)}
+        if start_after:
+            params["StartAfter"] = start_after
+        try:
+            page = self.client.list_objects_v2(**params)
+        except Exception as exc:
+            raise self._fail(exc, "list", prefix) from exc
+        found = [StoredObject(o["Key"], int(o.get("Size") or 0), str(o.get("ETag") or "").strip('"'),
+                              o.get("LastModified")) for o in page.get("Contents") or []]
+        return found, bool(page.get("IsTruncated")) and bool(found)
 
     def presigned_url(self, key: str, expires_s: int = 3600) -> str:
         # Signing is local (no request is made), so this cannot detect an outage.
