@@ -130,9 +130,14 @@ class Client:
         self.session.headers["User-Agent"] = "clearcut-client"
         if api_key:
             self.session.headers["x-api-key"] = api_key
+        # Presigned result URLs are fetched without the API's headers: the key never reaches the store.
+        self.storage_session = requests.Session()
+        self.storage_session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=32))
+        self.storage_session.headers["User-Agent"] = "clearcut-client"
 
     def close(self) -> None:
         self.session.close()
+        self.storage_session.close()
 
     def __enter__(self) -> Client:
         return self
@@ -284,9 +289,27 @@ class Client:
             body["cache"] = cache
         return self._json("POST", f"/v2/jobs/{job_id}/replay", json=body, idempotency_key=idempotency_key)
 
-    def download_result(self, job_id: str) -> bytes:
-        """``GET /v2/jobs/{id}/result``: the image bytes (``job_not_finished`` or the job's own error)."""
-        return self.request("GET", f"/v2/jobs/{job_id}/result").content
+    def download_result(self, job_id: str, *, direct: bool = False) -> bytes:
+        """``GET /v2/jobs/{id}/result``: the image bytes (``job_not_finished`` or the job's own error).
+
+        ``direct``: ask for the result's presigned URL (``?redirect=true``) and fetch it from the object
+        store, so the bytes do not pass through the API process (what a bulk download wants); when the
+        store cannot be reached from here (or keeps its files on the server's disk) the bytes come
+        through the API after all."""
+        path = f"/v2/jobs/{job_id}/result"
+        if direct:
+            answer = self.request("GET", path, params={"redirect": "true"}, allow_redirects=False)
+            location = answer.headers.get("Location", "")
+            if answer.is_redirect and location.startswith(("http://", "https://")):
+                try:
+                    stored = self.storage_session.get(location, timeout=self.timeout)
+                    if stored.status_code == 200:
+                        return stored.content
+                except (requests.ConnectionError, requests.Timeout):
+                    pass
+            elif not answer.is_redirect:
+                return answer.content
+        return self.request("GET", path).content
 
     # --- batches -----------------------------------------------------------------------------------
 

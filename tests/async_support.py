@@ -141,6 +141,18 @@ class Quiet(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def serve_images(images: dict[str, bytes]):
+    """Yield the base URL of a server answering GET PATH with ``images[PATH]`` as image/png (404 for any
+    other path), for a module fixture."""
+    class Images(Quiet):
+        def do_GET(self):  # noqa: N802 - http.server API
+            body = images.get(self.path)
+            self.reply(200 if body else 404, body or b"", "image/png")
+
+    with contextmanager(serving)(Images) as (server,):
+        yield server.url
+
+
 class Recorder(Quiet):
     """Answers every POST with 204 and records (headers, body); subclasses give their own ``received``."""
     received: list = []

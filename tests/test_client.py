@@ -85,6 +85,8 @@ def test_jobs_idempotency_result_list_and_replay(cc):
     assert done["status"] == "succeeded" and done["external_id"] == "SKU-1" and done["priority"] == 8
     data = cc.download_result(first["id"])
     assert Image.open(io.BytesIO(data)).format == "WEBP"
+    # direct: the presigned URL from the object store, fetched without the API key; the same bytes
+    assert cc.download_result(first["id"], direct=True) == data and "x-api-key" not in cc.storage_session.headers
     listed = [j["id"] for j in cc.iter_jobs(status="succeeded", limit=2)]
     assert first["id"] in listed and len(listed) == len(set(listed))
     replayed = cc.replay_job(first["id"], options={"format": "png"})
@@ -104,9 +106,10 @@ def test_batch_items_and_replay(cc, host):
     items = {j["external_id"]: j for j in cc.batch_items(batch["id"])}
     assert items["ok"]["status"] == "succeeded"
     assert items["gone"]["status"] == "failed" and items["gone"]["error"]["code"] == "image_url_unreachable"
-    with pytest.raises(ClearcutError) as failed:
-        cc.download_result(items["gone"]["id"])
-    assert failed.value.code == "image_url_unreachable"
+    for direct in (False, True):
+        with pytest.raises(ClearcutError) as failed:
+            cc.download_result(items["gone"]["id"], direct=direct)
+        assert failed.value.code == "image_url_unreachable"
     replay = cc.replay_batch(batch["id"])
     assert replay["replayed_job_ids"] == [items["gone"]["id"]]
 

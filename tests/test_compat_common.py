@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from clearcut import accounts
 from clearcut.db import sessionmaker_for, upgrade
 from clearcut.db.models import Job
 from clearcut.errors import InvalidOption
+from tests.async_support import serve_images
 from tests.conftest import ROOT, encode_image, synthetic_scene
 
 SCENE, MASK = synthetic_scene(320, 240, radius=60)
@@ -123,25 +123,9 @@ class rate_limited:
         self.settings["CLEARCUT_RATE_LIMIT_PER_MINUTE"] = self.previous or "1000"
 
 
-class _Images(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server API
-        body = {"/scene.png": PNG, "/green.png": BACKDROP}.get(self.path)
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(body or b"")))
-        self.end_headers()
-        self.wfile.write(body or b"")
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def image_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    yield from serve_images({"/scene.png": PNG, "/green.png": BACKDROP})
 
 
 # -- the mapping itself (no services needed) ------------------------------------------------------------

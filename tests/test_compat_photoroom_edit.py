@@ -3,14 +3,13 @@ so these send the plain `requests` calls Photoroom's public documentation shows,
 server (real SQLite, Redis, SeaweedFS and Celery worker with u2netp), and measure the returned pixels."""
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image, ImageDraw
 
+from tests.async_support import serve_images
 from tests.conftest import encode_image
 from tests.test_compat_common import (compat_app, job_count, job_row, monkeypatch_module, new_key,  # noqa: F401
                                       open_image, rate_limited, revoked_key, server)
@@ -33,25 +32,9 @@ IMAGES = {
 PRODUCT = IMAGES["/product.png"]
 
 
-class _Images(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server API
-        body = IMAGES.get(self.path)
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(body or b"")))
-        self.end_headers()
-        self.wfile.write(body or b"")
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def images():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    yield from serve_images(IMAGES)
 
 
 @pytest.fixture(scope="module")

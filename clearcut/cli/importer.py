@@ -226,7 +226,7 @@ class Import:
     def download(self, keys: list[str], job: dict) -> None:
         """The job's result, fetched once and written for every item it is the result of."""
         try:
-            data = self.cc.download_result(job["id"])
+            data = self.cc.download_result(job["id"], direct=True)
         except ClearcutError as exc:
             if self._fatal(exc):
                 raise
@@ -354,11 +354,8 @@ class Import:
 
 
 def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _confirm(count: int) -> bool:
