@@ -385,7 +385,8 @@ def list_jobs():
     limit, cursor = page_args()
     rows, next_cursor = jobs.list_jobs(_ctx(), acct.id, statuses=status_filter(), batch_id=request.args.get("batch"),
                                        created_after=_parse_time("created_after"),
-                                       created_before=_parse_time("created_before"), limit=limit, cursor=cursor,
+                                       created_before=_parse_time("created_before"),
+                                       finished_after=_parse_time("finished_after"), limit=limit, cursor=cursor,
                                        **review_filters())
     return jsonify({"object": "list", "data": [job_detail(j) for j in rows], "has_more": next_cursor is not None,
                     "next_cursor": next_cursor})

@@ -178,6 +178,7 @@ def document(server_url: str) -> dict:
                 *PAGE, _query("status", {"type": "string"}), _query("batch", {"type": "string"}),
                 _query("created_after", {"type": "string", "format": "date-time"}),
                 _query("created_before", {"type": "string", "format": "date-time"}),
+                _query("finished_after", {"type": "string", "format": "date-time"}),
                 _query("needs_review", {"type": "string", "description": "boolean"}),
                 _query("confidence_below", {"type": "number", "minimum": 0, "maximum": 1})],
                 "responses": {"200": _json({"type": "object", "properties": {"data": {"type": "array",

@@ -243,10 +243,10 @@ class Client:
     def list_jobs(self, *, status: str | list[str] | None = None, batch: str | None = None,
                   created_after: str | None = None, created_before: str | None = None,
                   needs_review: bool | None = None, confidence_below: float | None = None, limit: int = 50,
-                  cursor: str | None = None) -> dict:
+                  cursor: str | None = None, finished_after: str | None = None) -> dict:
         """``GET /v2/jobs``: one page, ``{"data", "has_more", "next_cursor"}``."""
         params = {"status": ",".join(status) if isinstance(status, list) else status, "batch": batch,
-                  "created_after": created_after, "created_before": created_before,
+                  "created_after": created_after, "created_before": created_before, "finished_after": finished_after,
                   "needs_review": None if needs_review is None else _form_value(needs_review),
                   "confidence_below": confidence_below, "limit": limit, "cursor": cursor}
         return self._json("GET", "/v2/jobs", params={k: v for k, v in params.items() if v is not None})

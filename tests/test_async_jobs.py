@@ -1,6 +1,7 @@
 """POST /v2/jobs and friends end to end: real worker subprocess, Redis, SQLite, SeaweedFS, u2netp."""
 import io
 import json
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -214,6 +215,13 @@ def test_list_cursor_pagination_and_filters(client, env, stack):
     after = client.get("/v2/jobs", query_string={"created_after": third.isoformat()},
                        headers={"x-api-key": key}).get_json()["data"]
     assert [j["id"] for j in after] == list(reversed(created[3:]))
+    with ctx.db.begin() as session:  # two jobs that ended 10 s apart
+        session.get(Job, created[1]).finished_at = third + timedelta(seconds=60)
+        session.get(Job, created[2]).finished_at = third + timedelta(seconds=70)
+    ended = client.get("/v2/jobs", query_string={"finished_after": (third + timedelta(seconds=65)).isoformat()},
+                       headers={"x-api-key": key}).get_json()["data"]
+    assert [j["id"] for j in ended] == [created[2]]
+    _assert_error(client.get("/v2/jobs?finished_after=later", headers={"x-api-key": key}), 400, "invalid_timestamp")
     _assert_error(client.get("/v2/jobs?cursor=garbage!", headers={"x-api-key": key}), 400, "invalid_cursor")
     _assert_error(client.get("/v2/jobs?status=done", headers={"x-api-key": key}), 400, "invalid_status")
     _assert_error(client.get("/v2/jobs?limit=0", headers={"x-api-key": key}), 400, "invalid_limit")

@@ -14,7 +14,7 @@ from tests import async_support as support
 from tests.async_support import env, live, stack  # noqa: F401 - shared module fixtures
 
 pytestmark = pytest.mark.timeout(300)
-PNG = support.scene_png(96, 64, 18)
+PNG = support.scene_png(96, 64, 18, shift=9)  # bytes of its own: no other test module's cached result
 
 
 class ImageHost(support.Quiet):

@@ -41,6 +41,8 @@ STATE = ".clearcut-import.jsonl"
 REPORT = "report.csv"
 REVIEW = "review.txt"
 REPORT_FIELDS = ["item", "job_id", "status", "error_code", "result_path", "confidence"]
+FULL_SWEEP_S = 30.0  # wait(): how often a poll lists every finished job again
+FINISH_MARGIN_S = 5.0  # wait(): how far before the latest end seen a poll looks
 FATAL_STATUSES = {0, 401, 403}  # no server, or this key cannot work: stop instead of failing every item
 
 
@@ -267,7 +269,15 @@ class Import:
             self.bar.refresh()
 
     def wait(self, pool: ThreadPoolExecutor) -> None:
+        """Polls the account's finished jobs until every queued item has ended.
+
+        A poll asks only for jobs that finished since the latest end it has seen (less FINISH_MARGIN_S,
+        for workers whose commits land late): listing every finished job created since the oldest
+        pending one returned ever more of them as an import drained. Every FULL_SWEEP_S a poll lists
+        them all again, so a job that ended without a finish time (canceled) is never missed."""
         deadline = time.monotonic() + self.args.timeout if self.args.timeout else None
+        latest_end: datetime | None = None
+        next_sweep = 0.0
         while True:
             pending: dict[str, list[str]] = {}
             for item in self.items:
@@ -279,8 +289,15 @@ class Import:
             stamps = [self.state.items[k].get("created_at") for keys in pending.values() for k in keys]
             since = min((datetime.fromisoformat(s) for s in stamps if s), default=None)
             finished = []
-            for job in self.cc.iter_jobs(status=["succeeded", "failed", "canceled"],
+            sweep = latest_end is None or time.monotonic() >= next_sweep
+            if sweep:
+                next_sweep = time.monotonic() + FULL_SWEEP_S
+            after = None if sweep else (latest_end - timedelta(seconds=FINISH_MARGIN_S)).isoformat()
+            for job in self.cc.iter_jobs(status=["succeeded", "failed", "canceled"], finished_after=after,
                                          created_after=(since - timedelta(seconds=2)).isoformat() if since else None):
+                if job.get("finished_at"):
+                    end = datetime.fromisoformat(job["finished_at"])
+                    latest_end = end if latest_end is None else max(latest_end, end)
                 if job["id"] in pending:
                     finished.append((pending.pop(job["id"]), job))
             for future in as_completed([pool.submit(self.finish, keys, job) for keys, job in finished]):

@@ -127,9 +127,11 @@ def _naive(value: datetime) -> datetime:
 def list_jobs(ctx: Context, account_id: str, *, statuses: list[str] | None = None, batch_id: str | None = None,
               created_after: datetime | None = None, created_before: datetime | None = None, limit: int = 50,
               cursor: str | None = None, needs_review: bool | None = None,
-              confidence_below: float | None = None) -> tuple[list[Job], str | None]:
+              confidence_below: float | None = None,
+              finished_after: datetime | None = None) -> tuple[list[Job], str | None]:
     """A page of the account's jobs, newest first (keyset pagination on (created_at, id)); the review
-    queue is ``needs_review=True``, and ``confidence_below`` keeps succeeded jobs scored below it."""
+    queue is ``needs_review=True``, and ``confidence_below`` keeps succeeded jobs scored below it.
+    ``finished_after`` keeps jobs that ended at or after that time (what a poller has not seen yet)."""
     query = select(Job).where(Job.account_id == account_id)
     if needs_review is not None:
         query = query.where(Job.needs_review.is_(needs_review))
@@ -143,6 +145,8 @@ def list_jobs(ctx: Context, account_id: str, *, statuses: list[str] | None = Non
         query = query.where(Job.created_at >= created_after)
     if created_before:
         query = query.where(Job.created_at < created_before)
+    if finished_after:
+        query = query.where(Job.finished_at >= finished_after)
     if cursor:
         stamp, last_id = decode_cursor(cursor)
         query = query.where(or_(Job.created_at < stamp, and_(Job.created_at == stamp, Job.id < last_id)))
