@@ -185,10 +185,9 @@ def apply(fg: np.ndarray, alpha: np.ndarray, options: Options, cut: frozenset[st
         out_alpha[y0:y1, x0:x1] = sub_alpha[y0 - y:y1 - y, x0 - x:x1 - x]
     subject = compose.bounding_box(out_alpha >= compose.SUBJECT_ALPHA)
     if options.shadow != "none" and subject is not None:
-        shadow, (x0, y0, x1, y1) = render_shadow(out_alpha, subject, options)
+        shadow, (wx0, wy0, wx1, wy1) = render_shadow(out_alpha, subject, options)
         if shadow.size:
-            out_fg[y0:y1, x0:x1], out_alpha[y0:y1, x0:x1] = _over_shadow(out_fg[y0:y1, x0:x1],
-                                                                         out_alpha[y0:y1, x0:x1], shadow)
+            _over_shadow(out_fg, out_alpha, shadow, (wx0, wy0, wx1, wy1), (x0, y0, x1, y1))
     return out_fg, out_alpha, subject
 
 
@@ -228,7 +227,7 @@ def render_shadow(alpha: np.ndarray, subject, options: Options):
                     0, 0, 360, 1.0, thickness=-1, lineType=cv2.LINE_AA, shift=2)
     if not shadow.size:
         return shadow, (x0, y0, x1, y1)
-    return np.clip(_blur(shadow, sigma) * opacity, 0.0, 1.0), (x0, y0, x1, y1)
+    return _blur(shadow, sigma, gain=opacity), (x0, y0, x1, y1)
 
 
 def _window(x0: int, y0: int, x1: int, y1: int, width: int, height: int) -> tuple[int, int, int, int]:
@@ -242,8 +241,9 @@ def _reach(sigma: float) -> int:
     return math.ceil(3 * sigma / step) * step + 2 * step + 2
 
 
-def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur; wide ones run on a grid 1/step as fine (a 4 MP canvas stays within a few ms)."""
+def _blur(image: np.ndarray, sigma: float, gain: float = 1.0) -> np.ndarray:
+    """Gaussian blur of a 0..1 image, times ``gain`` (0..1: the result stays in 0..1); wide ones run on a
+    grid 1/step as fine (a 4 MP canvas stays within a few ms)."""
     step = max(1, int(sigma // 3))
     height, width = image.shape
     small = image if step == 1 else cv2.resize(image, (math.ceil(width / step), math.ceil(height / step)),
@@ -251,19 +251,32 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     s = sigma / step
     ksize = 2 * math.ceil(3 * s) + 1
     small = cv2.GaussianBlur(small, (ksize, ksize), s, borderType=cv2.BORDER_CONSTANT)
+    if gain != 1.0:
+        small *= np.float32(gain)
     return small if step == 1 else cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _over_shadow(fg: np.ndarray, alpha: np.ndarray, shadow: np.ndarray):
-    """The subject over a black shadow: alpha a + s(1 - a), colour fg * a / that (black adds nothing).
-
-    The colour only changes where the subject is partly transparent (scaled) or absent (black); opaque
-    pixels keep theirs, so only the subject's edge is computed in floats.
-    """
-    combined = shadow * (1.0 - alpha)
-    combined += alpha
-    colour = cv2.bitwise_and(fg, fg, mask=(alpha > 0).view(np.uint8))
-    rows, cols = np.nonzero((alpha > 0) & (alpha < 1))
-    weight = alpha[rows, cols] / combined[rows, cols]
-    colour[rows, cols] = np.clip(fg[rows, cols].astype(np.float32) * weight[:, None] + 0.5, 0, 255).astype(np.uint8)
-    return colour, combined
+def _over_shadow(fg: np.ndarray, alpha: np.ndarray, shadow: np.ndarray, window, pasted) -> None:
+    """The subject over a black shadow, in place: alpha a + s(1 - a), colour fg * a / that (black adds
+    nothing). ``shadow`` covers ``window`` of the canvas; the subject was pasted into ``pasted`` (both
+    (x0, y0, x1, y1)), and the canvas is black outside it, so the colour only changes in there: where the
+    subject is absent (black) or partly transparent (scaled; its edge, a few pixels, in floats)."""
+    wx0, wy0, wx1, wy1 = window
+    px0, py0, px1, py1 = max(wx0, pasted[0]), max(wy0, pasted[1]), min(wx1, pasted[2]), min(wy1, pasted[3])
+    edge = ()
+    if px1 > px0 and py1 > py0:
+        a, colour = alpha[py0:py1, px0:px1], fg[py0:py1, px0:px1]
+        colour[:] = cv2.bitwise_and(colour, colour, mask=(a > 0).view(np.uint8))
+        rows, cols = np.nonzero((a > 0) & (a < 1))
+        edge = (rows, cols, a[rows, cols].copy())
+    a = alpha[wy0:wy1, wx0:wx1]
+    under = 1.0 - a
+    under *= shadow
+    a += under
+    if edge:
+        rows, cols, before = edge
+        a = alpha[py0:py1, px0:px1]
+        colour = fg[py0:py1, px0:px1]
+        weight = before / a[rows, cols]
+        colour[rows, cols] = np.clip(colour[rows, cols].astype(np.float32) * weight[:, None] + 0.5, 0,
+                                     255).astype(np.uint8)
