@@ -8,7 +8,7 @@ import json
 
 from clearcut.context import Context
 from clearcut.errors import ClearcutError
-from clearcut.jobs.batches import allowed_prefixes
+from clearcut.jobs.batches import allowed_prefixes, is_relative_key
 from clearcut.storage import StoredObject
 
 SETTING = "CLEARCUT_S3_INPUT_PREFIXES"
@@ -27,8 +27,7 @@ def check_prefix(ctx: Context, prefix, account_id: str) -> str:
             raise ClearcutError(f"no import prefix is configured for this account (see {SETTING})",
                                 code="import_prefix_not_allowed", status=403, allowed_prefixes=[])
         return allowed[0]
-    if not isinstance(prefix, str) or len(prefix) > 900 or prefix.startswith("/") or ".." in prefix.split("/") \
-            or any(ord(c) < 32 for c in prefix):
+    if not is_relative_key(prefix):
         raise ClearcutError("prefix must be a relative key prefix such as imports/<account id>/catalog/, "
                             "without '..' or a leading '/'", code="invalid_import_prefix", status=400)
     if not any(prefix.startswith(p) for p in allowed):

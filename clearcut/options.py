@@ -280,7 +280,7 @@ def parse_roi(value: Any) -> str | None:
         raise InvalidOption(f"roi must be four coordinates 'x1 y1 x2 y2' (top-left and bottom-right corners), each in "
                             f"px or % (e.g. '10% 10% 90% 90%' or '10px 20px 300px 400px'); got {value!r}",
                             code="invalid_roi", option="roi")
-    coords = [(float(m.group(1)), m.group(2) or "px") for m in matches]
+    coords = [_corner(m) for m in matches]
     if any(number > (100 if unit == "%" else MAX_ROI_PX) for number, unit in coords):
         raise InvalidOption(f"roi coordinates go from 0% to 100% of the image, or 0 to {MAX_ROI_PX}px; got {value!r}",
                             code="invalid_roi", option="roi")
@@ -292,6 +292,15 @@ def parse_roi(value: Any) -> str | None:
     if coords == [(0, "%"), (0, "%"), (100, "%"), (100, "%")]:
         return None  # remove.bg's default: the whole image
     return " ".join(f"{_number(number)}{unit}" for number, unit in coords)
+
+
+def _corner(match: re.Match) -> tuple[float, str]:
+    return float(match.group(1)), match.group(2) or "px"
+
+
+def roi_corners(roi: str) -> list[tuple[float, str]]:
+    """The four (number, "px" or "%") coordinates of a ``roi`` as ``parse_roi`` returns it."""
+    return [_corner(_ROI_PART.fullmatch(part)) for part in roi.split()]
 
 
 def parse_semitransparency(value: Any) -> bool:

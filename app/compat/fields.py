@@ -153,25 +153,6 @@ def _removebg_rules(given: dict[str, Any], values: dict[str, Any]) -> None:
         del values["position"]  # the subject stays where it is, as on remove.bg
 
 
-def _noop(vendor_field: str, defaults: tuple[str, ...], why: str) -> Translator:
-    """Accept only the vendor's identity value(s); anything else is a clear ``unsupported_option``."""
-    def translate(value: Any) -> Translation:
-        if re.sub(r"\s+", " ", str(value).strip().lower()) in defaults:
-            return {}, {}
-        raise UnsupportedOption(f"{vendor_field}={value!r} is not supported by Clearcut ({why}); omit it or send "
-                                f"{defaults[0]!r}", option=vendor_field)
-    return translate
-
-
-def _noop_bool(vendor_field: str, default: bool, why: str) -> Translator:
-    def translate(value: Any) -> Translation:
-        if parse_bool(vendor_field, value) == default:
-            return {}, {}
-        raise UnsupportedOption(f"{vendor_field}={value!r} is not supported by Clearcut ({why}); omit it or send "
-                                f"{str(default).lower()}", option=vendor_field)
-    return translate
-
-
 def _bg_image_url(value: Any) -> Translation:
     if not isinstance(value, str) or not value.strip():
         raise InvalidOption("bg_image_url must be an http(s) URL of an image", code="invalid_bg_image_url",

@@ -40,12 +40,18 @@ def allowed_prefixes(raw: str, account_id: str) -> list[str]:
     return [p.strip().replace("{account}", account_id) for p in raw.split(",") if p.strip()]
 
 
+def is_relative_key(key) -> bool:
+    """A bucket key (or key prefix) that cannot leave its prefix: relative, no '..' part, no control
+    characters, at most 900 characters."""
+    return (isinstance(key, str) and 0 < len(key) <= 900 and ".." not in key.split("/") and not key.startswith("/")
+            and not any(ord(c) < 32 for c in key))
+
+
 def check_key(ctx: Context, key, account_id: str, setting: str, what: str) -> str:
     """A bucket key under one of the account's allowed prefixes (the setting ``setting``; no
     traversal, no absolute paths)."""
     prefixes = allowed_prefixes(ctx.setting(setting), account_id)
-    if not isinstance(key, str) or not key or len(key) > 900 or ".." in key.split("/") or key.startswith("/") \
-            or any(ord(c) < 32 for c in key):
+    if not is_relative_key(key):
         raise InvalidBatch(f"{what} must be a relative object key without '..' or control characters",
                            code=f"invalid_{what}")
     if not any(key.startswith(p) for p in prefixes):

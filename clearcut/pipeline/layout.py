@@ -70,8 +70,7 @@ def _padding(options: Options, doc_w: float, doc_h: float, snapped: frozenset[st
 
 def _around(ref_w: int, ref_h: int, options: Options, snapped: frozenset[str]) -> tuple[int, int]:
     """canvas=subject: the reference box at its own size with the padding, then the margin, around it."""
-    pad = [0.0 if name in snapped else value for name, value in zip(SIDES, _sides(options.padding, 1, 1))]
-    mar = _sides(options.margin, 1, 1)
+    pad, mar = _padding(options, 1, 1, snapped), _sides(options.margin, 1, 1)
 
     def grow(inner: float, low: int, high: int) -> int:
         for parts, relative in ((pad, options.padding.relative), (mar, options.margin.relative)):

@@ -7,15 +7,13 @@ Boxes are (left, top, right, bottom) in pixels, right and bottom exclusive.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from clearcut.errors import InvalidOption
+from clearcut.options import roi_corners
 from clearcut.pipeline.decode import oriented_size
 
 Box = tuple[int, int, int, int]
-_PART = re.compile(r"(\d+(?:\.\d+)?)(px|%)")
 
 
 def resolve(roi: str | None, width: int, height: int) -> Box | None:
@@ -23,7 +21,7 @@ def resolve(roi: str | None, width: int, height: int) -> Box | None:
     None when it covers the whole image. A region that keeps no pixel is ``invalid_roi``."""
     if roi is None:
         return None
-    coords = [(float(m.group(1)), m.group(2)) for m in map(_PART.fullmatch, roi.split())]
+    coords = roi_corners(roi)
     sides = (width, height, width, height)
     left, top, right, bottom = (min(side, max(0, round(n * side / 100 if unit == "%" else n)))
                                 for (n, unit), side in zip(coords, sides))
