@@ -1,8 +1,9 @@
 """Per-stage pipeline time and peak RSS for 1, 4, 12 and 24 MP JPEG inputs, PNG and JPG output.
 
-Each (size, format, layout) case runs in a fresh subprocess so peak RSS is that case's own. The model's
-own time is measured separately (session.run on the prepared proxy) so the overhead of everything else —
-decode, proxy resampling, refinement, compositing, layout, encoding — can be stated as a share of it.
+Each (size, format, layout) case runs in a fresh subprocess so peak RSS is that case's own. The models'
+own time is the time each run spends in the networks' calls (``SegmentationSession.predict``:
+normalisation and ``session.run``), so the work outside them — decode, the networks' inputs and grid,
+refinement, compositing, layout, encoding — is stated as a share of the models' time in the same run.
 ``--layouts`` adds listing-image cases (docs/layout.md); their cost is the layout stage's time and the
 total's difference from the case without layout, as a share of the cutout without layout.
 
@@ -45,6 +46,25 @@ def make_input(megapixels: float) -> bytes:
     return buffer.getvalue()
 
 
+def _time_model_calls() -> list[float]:
+    """Wrap the networks' own call (``SegmentationSession.predict``: normalisation and ``session.run``) so
+    each process() run can tell its model time from the rest; returns the list the durations go to."""
+    from clearcut.models.session import SegmentationSession
+
+    durations: list[float] = []
+    predict = SegmentationSession.predict
+
+    def timed(self, proxy):
+        start = time.perf_counter()
+        try:
+            return predict(self, proxy)
+        finally:
+            durations.append(time.perf_counter() - start)
+
+    SegmentationSession.predict = timed
+    return durations
+
+
 def run_case(megapixels: float, fmt: str, model: str, repeat: int, layout: str = "none") -> dict:
     """Runs inside the child process."""
     import numpy as np
@@ -55,33 +75,28 @@ def run_case(megapixels: float, fmt: str, model: str, repeat: int, layout: str =
     from clearcut.pipeline import process, segment
 
     retain_freed_memory()  # as a worker process does (CLEARCUT_MALLOC_RETAIN_MB)
+    in_models = _time_model_calls()
     data = make_input(megapixels)
     options = parse({"format": fmt, "model": model, **LAYOUTS[layout]})
     process(data, options)  # warm-up: sessions created, caches filled
-    runs = []
+    runs, model_runs = [], []
     for _ in range(repeat):
+        in_models.clear()
         start = time.perf_counter()
         result = process(data, options)
         runs.append((time.perf_counter() - start) * 1000)
+        model_runs.append(sum(in_models) * 1000)
         timings = result.metadata["timings_ms"]
-    # The models' own time, on proxies prepared outside the timer.
-    from clearcut.pipeline.decode import decode
-
-    rgb = decode(data, max_megapixels=1000).rgb
-    model_ms = 0.0
-    models = segment.models_for(segment.resolve_models(model), rgb.shape[1], rgb.shape[0])
-    for name in models:  # the models that run on a photo of this size, on the input they get
-        session = get_session(name)
-        proxy = segment.make_square(rgb, session.size)
-        start = time.perf_counter()
-        for _ in range(repeat):
-            session.predict(proxy)
-        model_ms += (time.perf_counter() - start) * 1000 / repeat
-    total = float(np.median(runs))
+    models = result.metadata["models"]
+    # Medians of the runs; the share outside the models is taken per run (the models' time on a shared
+    # CPU varies by tens of percent between runs, the rest much less).
+    total, model_ms = float(np.median(runs)), float(np.median(model_runs))
+    outside = float(np.median([t - m for t, m in zip(runs, model_runs)]))
     return {
         "megapixels": megapixels, "width": result.metadata["input_width"], "height": result.metadata["input_height"],
-        "format": fmt, "layout": layout, "model": model, "models_run": list(models), "total_ms": round(total, 1), "model_ms": round(model_ms, 1),
-        "overhead_ms": round(total - model_ms, 1), "overhead_pct": round(100 * (total - model_ms) / model_ms, 1),
+        "format": fmt, "layout": layout, "model": model, "models_run": [m["name"] for m in models],
+        "total_ms": round(total, 1), "model_ms": round(model_ms, 1), "overhead_ms": round(outside, 1),
+        "overhead_pct": round(float(np.median([100 * (t - m) / m for t, m in zip(runs, model_runs)])), 1),
         "stages_ms": timings, "output_bytes": len(result.data),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

@@ -130,11 +130,18 @@ def make_square(rgb: np.ndarray, size: int) -> np.ndarray:
 def preprocess(model: ModelSpec, square: np.ndarray) -> np.ndarray:
     """An RGB uint8 square (the network's input size) -> the normalised NCHW float32 batch of one."""
     norm = NORMALISATIONS[model.normalisation]
-    x = square.astype(np.float32)
-    x /= max(float(x.max()), 1.0) if norm["scale"] == "max" else 255.0
-    x -= np.asarray(norm["mean"], np.float32)
-    x /= np.asarray(norm["std"], np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    peak = max(float(square.max()), 1.0) if norm["scale"] == "max" else 255.0
+    mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+    # Plane by plane into the NCHW buffer: the same float32 operations in the same order as on the
+    # interleaved array (bit-identical input), without its transposed copy (25 -> 5 ms at 1024 px).
+    x = np.empty((1, 3, *square.shape[:2]), np.float32)
+    for c in range(3):
+        plane = x[0, c]
+        plane[...] = square[:, :, c]
+        plane /= peak
+        plane -= mean[c]
+        plane /= std[c]
+    return x
 
 
 class SegmentationSession:

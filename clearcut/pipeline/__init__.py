@@ -27,7 +27,9 @@ from clearcut.pipeline.encode import CONTENT_TYPES, encode
 # 2: U2-Net has no say on ISNet's thin structures (benchmarks/QUALITY.md, section 9).
 # 3: secondaries run only on photos the primary sees whole and only when they see the same subject; the
 #    networks' outputs keep every row and column (segment.make_guide); guided filter eps 1e-4 (section 12).
-REVISION = 3
+# 4: foreground colours from step 1's background mean at radius 3, coarse means on an exact 1/4 grid;
+#    flattening blends only soft pixels (at most a level of difference).
+REVISION = 4
 
 
 @dataclass
@@ -88,7 +90,7 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
             alpha = np.minimum(alpha, compose.resize_rgb(image.alpha, work_size).astype(np.float32) / 255.0)
         if not options.semitransparency:
             alpha = compose.harden(alpha)
-        needs_colour = options.channels == "rgba" and alpha.size and bool(((alpha > 0) & (alpha < 1)).any())
+        needs_colour = options.channels == "rgba" and refine.has_soft(alpha)
         fg = refine.estimate_foreground(rgb, alpha) if needs_colour else rgb
     with timer("compose"):
         scale = rgb.shape[1] / image.width

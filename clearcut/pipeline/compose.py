@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from clearcut.options import SIZES, Margin, Options
+from clearcut.pipeline import refine
 
 # The subject's box (foreground metadata, crop) counts pixels at least this opaque; fainter ones are
 # soft edge tails that would otherwise widen the box by a few pixels of almost invisible haze.
@@ -61,13 +62,29 @@ def despill(rgb: np.ndarray) -> np.ndarray:
     return np.clip(f + 0.5, 0, 255).astype(np.uint8)
 
 
+def solid(height: int, width: int, color: tuple[int, int, int]) -> np.ndarray:
+    """An RGB image of one colour. Broadcasting a 3-tuple over every pixel costs numpy 40 ms at 4 MP;
+    one row filled that way and copied down costs 0.4 ms."""
+    row = np.empty((width, 3), np.uint8)
+    row[:] = color
+    out = np.empty((height, width, 3), np.uint8)
+    out[:] = row
+    return out
+
+
 def flatten(fg: np.ndarray, alpha: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
-    """``fg`` over a plain ``color``: alpha * fg + (1 - alpha) * color, rounded. OpenCV's blendLinear
-    does it in one pass (46 ms at 4 MP against 113 ms for the float numpy expression)."""
-    background = np.empty_like(fg)
-    background[:] = color
+    """``fg`` over a plain ``color``: alpha * fg + (1 - alpha) * color, rounded. Only the soft pixels are
+    blended; elsewhere the output is the colour or a masked copy of ``fg`` (4 MP, 3 % soft pixels, one
+    core: 61 ms for OpenCV's blendLinear over every pixel, ~10 ms this way)."""
     alpha = np.asarray(alpha, np.float32)
-    return cv2.blendLinear(fg, background, alpha, 1.0 - alpha)
+    out = solid(*alpha.shape, color)
+    cv2.copyTo(fg, cv2.compare(alpha, 1.0, cv2.CMP_GE), out)
+    soft = refine.soft_pixels(alpha)
+    if soft.size:
+        a = alpha.reshape(-1)[soft][:, None]
+        blended = fg.reshape(-1, 3)[soft] * a + np.asarray(color, np.float32) * (1.0 - a)
+        out.reshape(-1, 3)[soft] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def to_u8(alpha: np.ndarray) -> np.ndarray:

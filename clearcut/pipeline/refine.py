@@ -13,6 +13,29 @@ import cv2
 import numpy as np
 
 
+# Alpha strictly between 0 and 1, as the closed range OpenCV's inRange takes.
+_SOFT_RANGE = (float(np.nextafter(np.float32(0), np.float32(1))), float(np.nextafter(np.float32(1), np.float32(0))))
+
+
+def _soft_mask(alpha: np.ndarray) -> np.ndarray:
+    return cv2.inRange(np.asarray(alpha, np.float32), *_SOFT_RANGE)
+
+
+def has_soft(alpha: np.ndarray) -> bool:
+    """Whether any pixel of a matte is semi-transparent (one OpenCV pass: 2 ms at 4 MP against 10 ms
+    for numpy's two comparisons)."""
+    return alpha.size > 0 and cv2.countNonZero(_soft_mask(alpha)) > 0
+
+
+def soft_pixels(alpha: np.ndarray) -> np.ndarray:
+    """Flat indices, in row-major order, of a matte's pixels with 0 < alpha < 1."""
+    found = cv2.findNonZero(_soft_mask(alpha))
+    if found is None:
+        return np.empty(0, np.intp)
+    xy = found.reshape(-1, 2).astype(np.intp)
+    return xy[:, 1] * alpha.shape[1] + xy[:, 0]
+
+
 def _box(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.blur(x, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
 
@@ -175,35 +198,42 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
       9 pixels of 4 million changing, by 1-3 levels (float rounding order).
     """
     h, w = alpha.shape
-    semi = (alpha > 0.0) & (alpha < 1.0)
-    if h * w < 250_000 or not semi.any():
-        return estimate_foreground_dense(rgb, alpha) if semi.any() else rgb.copy()
     alpha = alpha.astype(np.float32, copy=False)
-    idx = np.flatnonzero(semi)
+    if h * w < 250_000:
+        return estimate_foreground_dense(rgb, alpha) if has_soft(alpha) else rgb.copy()
+    idx = soft_pixels(alpha)
+    if not idx.size:
+        return rgb.copy()
     ys, xs = np.divmod(idx, w)
     a = alpha.reshape(-1)[idx]
     image = _gather(rgb.reshape(-1, 3), idx, np.float32(1.0 / 255.0))
 
     # Step 1 (radius 45) at coarse scale: local means of foreground (image * alpha / mean alpha)
     # and background, sampled at the semi-transparent pixels and (for the background) densely.
+    # The coarse copy is the photo's top-left multiple of s shrunk exactly s times (OpenCV's integer
+    # pixel-area path: 3-5x faster than a fractional one); the last < s rows and columns read the
+    # nearest coarse cell.
     s = _COARSE
     small = (max(1, w // s), max(1, h // s))
-    img_lo = cv2.resize(rgb, small, interpolation=cv2.INTER_AREA).astype(np.float32) * (1.0 / 255.0)
-    a_lo = cv2.resize(alpha, small, interpolation=cv2.INTER_AREA)[:, :, None]
+    whole = (slice(0, small[1] * s), slice(0, small[0] * s))
+    img_lo = cv2.resize(rgb[whole], small, interpolation=cv2.INTER_AREA).astype(np.float32) * (1.0 / 255.0)
+    a_lo = cv2.resize(alpha[whole], small, interpolation=cv2.INTER_AREA)[:, :, None]
     r_lo = max(1, round(45 / s))
     ba_lo = _box(a_lo, r_lo)[:, :, None]
     bf_lo = _box(img_lo * a_lo, r_lo) / (ba_lo + 1e-5)
     bb_lo = _box(img_lo * (1.0 - a_lo), r_lo) / ((1.0 - ba_lo) + 1e-5)
-    fx = (xs.astype(np.float32) + 0.5) * np.float32(small[0] / w) - 0.5
-    fy = (ys.astype(np.float32) + 0.5) * np.float32(small[1] / h) - 0.5
+    fx = (xs.astype(np.float32) + 0.5) * np.float32(1.0 / s) - 0.5
+    fy = (ys.astype(np.float32) + 0.5) * np.float32(1.0 / s) - 0.5
     bf1, bb1 = _sample(bf_lo, fx, fy), _sample(bb_lo, fx, fy)
     fg1 = _fuse(bf1, bb1, image, a)
 
-    # Step 2 (radius 3): local means of fg1 * alpha and bg1 * (1 - alpha) as 8-bit box filters.
-    # Outside the semi-transparent band fg1 * alpha is the image where opaque and 0 where clear,
-    # and bg1 * (1 - alpha) is 0 where opaque and bg1 where clear. The means are only read at the
-    # band's pixels, so the full-resolution arrays cover the band's bounding box plus the radius (and
-    # one pixel more, so the crop's reflected border never reaches a value that is read).
+    # Step 2 (radius 3): the local mean of fg1 * alpha as an 8-bit box filter. Outside the
+    # semi-transparent band fg1 * alpha is the image where opaque and 0 where clear. The mean is only
+    # read at the band's pixels, so the full-resolution arrays cover the band's bounding box plus the
+    # radius (and one pixel more, so the crop's reflected border never reaches a value that is read).
+    # The background's mean is step 1's: bg1 is a 91-px box mean, constant to within a level over a
+    # 7-px window, so its (1 - alpha)-weighted radius-3 mean is bg1 itself (the 8-bit full-resolution
+    # copy this took moved colours by at most a level or two and cost a third of the function).
     r = 3
     y0, y1 = max(0, int(ys.min()) - r - 1), min(h, int(ys.max()) + r + 2)
     x0, x1 = max(0, int(xs.min()) - r - 1), min(w, int(xs.max()) + r + 2)
@@ -211,13 +241,9 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     a8 = cv2.convertScaleAbs(alpha[y0:y1, x0:x1], alpha=255.0)
     fa = cv2.multiply(rgb[y0:y1, x0:x1], cv2.merge([a8, a8, a8]), scale=1.0 / 255.0)
     _scatter(fa.reshape(-1, 3), band, fg1 * (a * 255.0))
-    na8 = 255 - a8
-    bb_hi = cv2.resize(cv2.convertScaleAbs(bb_lo, alpha=255.0), (w, h), interpolation=cv2.INTER_LINEAR)
-    ba = cv2.multiply(bb_hi[y0:y1, x0:x1], cv2.merge([na8, na8, na8]), scale=1.0 / 255.0)
-    _scatter(ba.reshape(-1, 3), band, bb1 * ((1.0 - a) * 255.0))
     mean_a = _box(a8, r).reshape(-1)[band].astype(np.float32) * np.float32(1.0 / 255.0)
     bf2 = _gather(_box(fa, r).reshape(-1, 3), band, np.float32(1.0 / 255.0) / (mean_a + 1e-5))
-    bb2 = _gather(_box(ba, r).reshape(-1, 3), band, np.float32(1.0 / 255.0) / ((1.0 - mean_a) + 1e-5))
+    bb2 = bb1
     out = rgb.copy()
     _scatter(out.reshape(-1, 3), idx, _fuse(bf2, bb2, image, a) * 255.0)
     return out

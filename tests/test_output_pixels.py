@@ -1,0 +1,78 @@
+"""Pixels of the steps around the networks: their normalised input, flattening onto a colour, the PNG writer."""
+import io
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import clearcut.pipeline  # noqa: F401 (loads the step modules)
+from clearcut.models.registry import NORMALISATIONS, spec
+from clearcut.models.session import preprocess
+from clearcut.pipeline import compose, refine
+
+encode = sys.modules["clearcut.pipeline.encode"].encode  # the package re-exports the function under the module's name
+
+
+def noise(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (37, 53, 3), (37, 53, 4), (1, 1, 4), (5, 1, 3), (1, 9)])
+def test_png_round_trips_exactly_through_pillow_and_opencv(shape):
+    pixels = noise(shape)
+    pixels.reshape(-1)[: pixels.size // 3] = 0  # a transparent run, as cutouts have
+    data = encode(pixels, "png")
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    decoded = np.asarray(Image.open(io.BytesIO(data)))
+    assert decoded.shape == pixels.shape and np.array_equal(decoded, pixels)
+    opencv = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels.ndim == 3:
+        opencv = cv2.cvtColor(opencv, cv2.COLOR_BGR2RGB if shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    assert np.array_equal(opencv.reshape(pixels.shape), pixels)
+
+
+def test_png_records_the_dpi_and_compresses_a_cutout():
+    cutout = np.zeros((600, 800, 4), np.uint8)
+    cutout[100:500, 200:600] = noise((400, 400, 4), seed=1) // 4 + 128
+    data = encode(cutout, "png", dpi=300)
+    image = Image.open(io.BytesIO(data))
+    assert image.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+    assert np.array_equal(np.asarray(image), cutout)
+    assert len(data) < cutout.nbytes / 3
+
+
+def test_flattening_blends_only_the_soft_pixels_and_keeps_the_rest_exact():
+    h, w = 64, 96
+    fg = noise((h, w, 3), seed=2)
+    alpha = np.zeros((h, w), np.float32)
+    alpha[10:50, 20:70] = 1.0
+    alpha[30:40, :] = np.linspace(0, 1, w, dtype=np.float32)  # a ramp through every level
+    colour = (12, 200, 40)
+    out = compose.flatten(fg, alpha, colour)
+    expected = fg * alpha[..., None] + np.asarray(colour, np.float32) * (1 - alpha[..., None])
+    assert np.abs(out.astype(np.float32) - expected).max() <= 0.5 + 1e-3
+    assert (out[alpha == 0] == colour).all()
+    assert np.array_equal(out[alpha == 1], fg[alpha == 1])
+
+
+def test_solid_and_soft_pixels():
+    assert (compose.solid(3, 5, (1, 2, 3)) == (1, 2, 3)).all()
+    alpha = np.array([[0, 1e-7, 0.5], [0.9999999, 1, 2]], np.float32)
+    assert refine.soft_pixels(alpha).tolist() == [1, 2, 3]
+    assert refine.soft_pixels(np.ones((4, 4), np.float32)).size == 0
+
+
+@pytest.mark.parametrize("name", ["isnet-general", "u2net"])
+def test_network_input_normalisation_matches_the_interleaved_formula(name):
+    """The plane-by-plane preprocessing gives the same float32 values, bit for bit, as normalising the
+    H x W x 3 array and transposing it."""
+    model = spec(name)
+    square = noise((64, 64, 3), seed=3) // 2  # max < 255: the "max" scaling differs from /255
+    norm = NORMALISATIONS[model.normalisation]
+    x = square.astype(np.float32)
+    x /= max(float(x.max()), 1.0) if norm["scale"] == "max" else 255.0
+    x -= np.asarray(norm["mean"], np.float32)
+    x /= np.asarray(norm["std"], np.float32)
+    assert np.array_equal(preprocess(model, square), x.transpose(2, 0, 1)[None])
