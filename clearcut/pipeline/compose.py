@@ -74,16 +74,17 @@ def solid(height: int, width: int, color: tuple[int, int, int]) -> np.ndarray:
 
 def flatten(fg: np.ndarray, alpha: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
     """``fg`` over a plain ``color``: alpha * fg + (1 - alpha) * color, rounded. Only the soft pixels are
-    blended; elsewhere the output is the colour or a masked copy of ``fg`` (4 MP, 3 % soft pixels, one
-    core: 61 ms for OpenCV's blendLinear over every pixel, ~10 ms this way)."""
+    blended; elsewhere the output is the colour or a masked copy of ``fg`` (4 MP, 3 % soft pixels: 40 ms
+    for OpenCV's blendLinear over every pixel, 9 ms this way)."""
     alpha = np.asarray(alpha, np.float32)
     out = solid(*alpha.shape, color)
     cv2.copyTo(fg, cv2.compare(alpha, 1.0, cv2.CMP_GE), out)
     soft = refine.soft_pixels(alpha)
-    if soft.size:
-        a = alpha.reshape(-1)[soft][:, None]
-        blended = fg.reshape(-1, 3)[soft] * a + np.asarray(color, np.float32) * (1.0 - a)
-        out.reshape(-1, 3)[soft] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    if soft.size:  # channel-planar (3, n) arithmetic: numpy's (n, 3) x (n, 1) broadcast is 5x slower
+        a = alpha.reshape(-1)[soft]
+        blended = refine.gather(np.ascontiguousarray(fg).reshape(-1, 3), soft, a)
+        blended += np.asarray(color, np.float32)[:, None] * (1.0 - a)
+        refine.scatter(out.reshape(-1, 3), soft, blended)
     return out
 
 

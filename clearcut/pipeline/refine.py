@@ -51,7 +51,7 @@ def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(-1, img.shape[2])[:n].T)
 
 
-def _gather(pixels: np.ndarray, idx: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
+def gather(pixels: np.ndarray, idx: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
     """``pixels`` ((m, 3), any dtype) at ``idx``, times ``scale``, as a float32 (3, n) array."""
     out = np.empty((3, len(idx)), np.float32)
     for c in range(3):
@@ -59,7 +59,7 @@ def _gather(pixels: np.ndarray, idx: np.ndarray, scale: np.ndarray | float) -> n
     return out
 
 
-def _scatter(pixels: np.ndarray, idx: np.ndarray, planar: np.ndarray) -> None:
+def scatter(pixels: np.ndarray, idx: np.ndarray, planar: np.ndarray) -> None:
     """Write a (3, n) array into the (m, 3) ``pixels`` at ``idx``, rounding to uint8."""
     rounded = np.clip(planar + 0.5, 0, 255).astype(np.uint8)
     for c in range(3):
@@ -204,7 +204,7 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         return rgb.copy()
     ys, xs = np.divmod(idx, w)
     a = alpha.reshape(-1)[idx]
-    image = _gather(rgb.reshape(-1, 3), idx, np.float32(1.0 / 255.0))
+    image = gather(rgb.reshape(-1, 3), idx, np.float32(1.0 / 255.0))
 
     # Step 1 (radius 45) at coarse scale: local means of foreground (image * alpha / mean alpha)
     # and background, sampled at the semi-transparent pixels and (for the background) densely.
@@ -241,12 +241,12 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     band = (ys - y0) * (x1 - x0) + (xs - x0)
     a8 = cv2.convertScaleAbs(alpha[y0:y1, x0:x1], alpha=255.0)
     fa = cv2.multiply(rgb[y0:y1, x0:x1], cv2.merge([a8, a8, a8]), scale=1.0 / 255.0)
-    _scatter(fa.reshape(-1, 3), band, fg1 * (a * 255.0))
+    scatter(fa.reshape(-1, 3), band, fg1 * (a * 255.0))
     mean_a = _box(a8, r).reshape(-1)[band].astype(np.float32) * np.float32(1.0 / 255.0)
-    bf2 = _gather(_box(fa, r).reshape(-1, 3), band, np.float32(1.0 / 255.0) / (mean_a + 1e-5))
+    bf2 = gather(_box(fa, r).reshape(-1, 3), band, np.float32(1.0 / 255.0) / (mean_a + 1e-5))
     bb2 = bb1
     out = rgb.copy()
-    _scatter(out.reshape(-1, 3), idx, _fuse(bf2, bb2, image, a) * 255.0)
+    scatter(out.reshape(-1, 3), idx, _fuse(bf2, bb2, image, a) * 255.0)
     return out
 
 
