@@ -4,7 +4,7 @@ PNG is written here rather than by Pillow or libpng: the rows get one fixed filt
 subtraction) and the stream is deflated by ISA-L (``isal``) at level 1. Pillow tries all five filters
 on every row ("adaptive"), which costs more than the compression itself; libpng with Sub and zlib's
 run-length strategy was half of Pillow's time, and ISA-L's deflate is 4-5x faster than zlib level 1
-with a smaller file (4 MP cutout: 24 ms against 120 ms; benchmarks/QUALITY.md, "PNG encoding").
+with a smaller file (4 MP cutout: 24 ms against 120 ms; benchmarks/QUALITY.md, section 14).
 Cutouts are long runs of transparent zeros plus photographic rows, where Sub already removes most of
 the redundancy.
 """
