@@ -70,9 +70,8 @@ def run_case(megapixels: float, fmt: str, model: str, repeat: int, layout: str =
     import numpy as np
 
     from clearcut.memory import retain_freed_memory
-    from clearcut.models.session import get_session
     from clearcut.options import parse
-    from clearcut.pipeline import process, segment
+    from clearcut.pipeline import process
 
     retain_freed_memory()  # as a worker process does (CLEARCUT_MALLOC_RETAIN_MB)
     in_models = _time_model_calls()

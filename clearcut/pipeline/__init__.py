@@ -90,8 +90,8 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
             alpha = np.minimum(alpha, compose.resize_rgb(image.alpha, work_size).astype(np.float32) / 255.0)
         if not options.semitransparency:
             alpha = compose.harden(alpha)
-        needs_colour = options.channels == "rgba" and refine.has_soft(alpha)
-        fg = refine.estimate_foreground(rgb, alpha) if needs_colour else rgb
+        soft = refine.soft_pixels(alpha) if options.channels == "rgba" else None
+        fg = refine.estimate_foreground(rgb, alpha, soft) if soft is not None and soft.size else rgb
     with timer("compose"):
         scale = rgb.shape[1] / image.width
         bbox_work = compose.bounding_box(alpha >= compose.SUBJECT_ALPHA)

@@ -33,8 +33,10 @@ _SAVE_OPTIONS = {
 }
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
+def _chunk(kind: bytes, body: bytes) -> tuple[bytes, ...]:
+    """A PNG chunk as its parts (length, type, body, CRC), joined once with the others: the IDAT body
+    is megabytes and is copied only into the file."""
+    return struct.pack(">I", len(body)), kind, body, struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
 
 
 def _sub_filtered(pixels: np.ndarray) -> np.ndarray:
@@ -55,13 +57,13 @@ def _png(pixels: np.ndarray, dpi: int | None = None) -> bytes:
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
-    chunks = [_chunk(b"IHDR", header)]
+    parts = [_PNG_SIGNATURE, *_chunk(b"IHDR", header)]
     if dpi is not None:
         ppm = round(dpi / 0.0254)
-        chunks.append(_chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1)))
-    chunks += [_chunk(b"IDAT", isal_zlib.compress(_sub_filtered(np.ascontiguousarray(pixels)), 1)),
-               _chunk(b"IEND", b"")]
-    return _PNG_SIGNATURE + b"".join(chunks)
+        parts += _chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1))
+    parts += [*_chunk(b"IDAT", isal_zlib.compress(_sub_filtered(np.ascontiguousarray(pixels)), 1)),
+              *_chunk(b"IEND", b"")]
+    return b"".join(parts)
 
 
 def _dpi_options(fmt: str, dpi: int | None) -> dict:

@@ -21,14 +21,9 @@ def _soft_mask(alpha: np.ndarray) -> np.ndarray:
     return cv2.inRange(np.asarray(alpha, np.float32), *_SOFT_RANGE)
 
 
-def has_soft(alpha: np.ndarray) -> bool:
-    """Whether any pixel of a matte is semi-transparent (one OpenCV pass: 2 ms at 4 MP against 10 ms
-    for numpy's two comparisons)."""
-    return alpha.size > 0 and cv2.countNonZero(_soft_mask(alpha)) > 0
-
-
 def soft_pixels(alpha: np.ndarray) -> np.ndarray:
-    """Flat indices, in row-major order, of a matte's pixels with 0 < alpha < 1."""
+    """Flat indices, in row-major order, of a matte's pixels with 0 < alpha < 1 (one OpenCV pass and a
+    boolean scan: 3 ms at 4 MP against 12 ms for numpy's two comparisons and a byte scan)."""
     mask = _soft_mask(alpha)  # 0 / 255
     np.bitwise_and(mask, 1, out=mask)  # 0 / 1: a valid boolean, which numpy scans 6x faster than bytes
     return np.flatnonzero(mask.view(np.bool_))
@@ -178,7 +173,7 @@ def estimate_foreground_dense(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 _COARSE = 4  # the radius-45 pass runs at 1/4 resolution: a 45-px box mean is smooth, so this is ~exact
 
 
-def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray, soft: np.ndarray | None = None) -> np.ndarray:
     """Foreground colours (uint8 RGB) for a matte; unchanged where the matte is fully opaque.
 
     Same two blur-fusion steps as ``estimate_foreground_dense`` (radius 45, then 3), organised so
@@ -197,11 +192,11 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """
     h, w = alpha.shape
     alpha = alpha.astype(np.float32, copy=False)
-    if h * w < 250_000:
-        return estimate_foreground_dense(rgb, alpha) if has_soft(alpha) else rgb.copy()
-    idx = soft_pixels(alpha)
+    idx = soft_pixels(alpha) if soft is None else soft  # ``soft``: the caller's soft_pixels(alpha)
     if not idx.size:
         return rgb.copy()
+    if h * w < 250_000:
+        return estimate_foreground_dense(rgb, alpha)
     ys, xs = np.divmod(idx, w)
     a = alpha.reshape(-1)[idx]
     image = gather(rgb.reshape(-1, 3), idx, np.float32(1.0 / 255.0))
