@@ -42,7 +42,7 @@ def test_a_clean_subject_scores_high_and_competing_subjects_or_none_score_low(mo
     image, _ = synthetic_scene(800, 600, radius=150)
     clean, meta = _score(image)
     assert clean > 0.9 and clean >= threshold
-    assert "confidence" in meta["timings_ms"] and meta["timings_ms"]["confidence"] < 50
+    assert "confidence" in meta["timings_ms"]
 
     two = Image.new("RGB", (800, 600), (235, 235, 235))
     draw = ImageDraw.Draw(two)

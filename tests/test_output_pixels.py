@@ -1,6 +1,7 @@
 """Pixels of the steps around the networks: their normalised input, flattening onto a colour, the PNG writer."""
 import io
 import sys
+import zlib
 
 import cv2
 import numpy as np
@@ -31,6 +32,19 @@ def test_png_round_trips_exactly_through_pillow_and_opencv(shape):
     if pixels.ndim == 3:
         opencv = cv2.cvtColor(opencv, cv2.COLOR_BGR2RGB if shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     assert np.array_equal(opencv.reshape(pixels.shape), pixels)
+
+
+def test_png_deflated_in_segments_is_one_valid_stream_whatever_the_core_count(monkeypatch):
+    module = sys.modules["clearcut.pipeline.encode"]
+    cutout = np.zeros((1500, 1100, 4), np.uint8)  # 6.6 MB of scanlines: two segments of 4 MiB
+    cutout[200:1300, 100:1000] = noise((1100, 900, 4), seed=3) // 8 + 100
+    data = encode(cutout, "png")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), cutout)
+    filtered = module._sub_filtered(cutout)
+    assert filtered.nbytes > module._SEGMENT
+    assert zlib.decompress(module._deflate(filtered)) == filtered.tobytes()  # checks the adler32 too
+    monkeypatch.setattr(module.os, "cpu_count", lambda: 1)
+    assert encode(cutout, "png") == data
 
 
 def test_png_records_the_dpi_and_compresses_a_cutout():
