@@ -56,7 +56,7 @@ def full_matte(matte: np.ndarray, guide: np.ndarray, rgb: np.ndarray, model: str
     alpha = refine.guided_upsample(matte, guide, rgb)
     if (model or config.get("CLEARCUT_DEFAULT_MODEL")) in segment.SOFT_EDGES:
         alpha = refine.soft_edges(rgb, alpha, max(rgb.shape[:2]) / max(guide.shape[:2]))
-    return refine.clean_alpha(alpha)
+    return refine.clean_alpha(alpha, in_place=alpha is not matte)  # a new array unless rgb is the grid
 
 
 def process(data: bytes, options: Options | None = None, *, store: ModelStore | None = None) -> Result:
