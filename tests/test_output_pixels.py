@@ -34,15 +34,19 @@ def test_png_round_trips_exactly_through_pillow_and_opencv(shape):
     assert np.array_equal(opencv.reshape(pixels.shape), pixels)
 
 
-def test_png_deflated_in_segments_is_one_valid_stream_whatever_the_core_count(monkeypatch):
+@pytest.mark.parametrize("shape", [(2200, 1100, 4), (2001, 1499, 3), (4, 1_500_000, 3)])
+def test_png_deflated_in_segments_is_one_valid_stream_whatever_the_core_count(monkeypatch, shape):
+    """Several 4 MiB segments of whole rows (the last one short; or rows longer than a segment)."""
     module = sys.modules["clearcut.pipeline.encode"]
-    cutout = np.zeros((1500, 1100, 4), np.uint8)  # 6.6 MB of scanlines: two segments of 4 MiB
-    cutout[200:1300, 100:1000] = noise((1100, 900, 4), seed=3) // 8 + 100
+    cutout = np.zeros(shape, np.uint8)
+    h, w = shape[:2]
+    cutout[h // 8:h - h // 8, w // 10:w - w // 10] = noise((h - 2 * (h // 8), w - 2 * (w // 10), shape[2]), 3) // 8 + 100
+    assert module._sub_filtered(cutout).nbytes > 2 * module._SEGMENT
     data = encode(cutout, "png")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), cutout)
-    filtered = module._sub_filtered(cutout)
-    assert filtered.nbytes > module._SEGMENT
-    assert zlib.decompress(module._deflate(filtered)) == filtered.tobytes()  # checks the adler32 too
+    stream = b"".join(module._zlib_stream(cutout))
+    assert len(module._zlib_stream(cutout)) > 4  # header, segments, checksum
+    assert zlib.decompress(stream) == module._sub_filtered(cutout).tobytes()  # checks the Adler-32 too
     monkeypatch.setattr(module.os, "cpu_count", lambda: 1)
     assert encode(cutout, "png") == data
 

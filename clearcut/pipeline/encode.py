@@ -5,8 +5,8 @@ subtraction) and the stream is deflated by ISA-L (``isal``) at level 1. Pillow t
 on every row ("adaptive"), which costs more than the compression itself; libpng with Sub and zlib's
 run-length strategy was half of Pillow's time, and ISA-L's deflate is 4-5x faster than zlib level 1
 with a smaller file (4 MP cutout: 24 ms against 120 ms; benchmarks/QUALITY.md, section 14). Scanlines
-longer than one segment (4 MiB: a 1 MP RGBA cutout) are deflated segment by segment on the CPU's cores,
-the way pigz does it (``_deflate``): 4 MP 24 -> 14 ms on two cores.
+longer than one segment (4 MiB: a 1 MP RGBA cutout) are filtered and deflated segment by segment on the
+CPU's cores, the way pigz does it (``_zlib_stream``): 4 MP 24 -> 14 ms on two cores.
 Cutouts are long runs of transparent zeros plus photographic rows, where Sub already removes most of
 the redundancy.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -37,10 +36,13 @@ _SAVE_OPTIONS = {
 }
 
 
-def _chunk(kind: bytes, body: bytes) -> tuple[bytes, ...]:
-    """A PNG chunk as its parts (length, type, body, CRC), joined once with the others: the IDAT body
-    is megabytes and is copied only into the file."""
-    return struct.pack(">I", len(body)), kind, body, struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
+def _chunk(kind: bytes, *body: bytes) -> tuple[bytes, ...]:
+    """A PNG chunk as its parts (length, type, body parts, CRC), joined once with the others: the IDAT
+    body is megabytes in segments and is copied only into the file."""
+    crc = isal_zlib.crc32(kind)
+    for part in body:
+        crc = isal_zlib.crc32(part, crc)
+    return struct.pack(">I", sum(map(len, body))), kind, *body, struct.pack(">I", crc)
 
 
 def _sub_filtered(pixels: np.ndarray) -> np.ndarray:
@@ -56,32 +58,49 @@ def _sub_filtered(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-_SEGMENT = 4 << 20  # bytes of filtered scanlines per deflate segment
+_SEGMENT = 4 << 20  # about this many bytes of filtered scanlines (whole rows) per deflate segment
 _WINDOW = 32 << 10  # deflate's window: the bytes before a segment that prime its dictionary
 _ZLIB_HEADER = b"\x78\x5e"  # deflate, 32 KiB window, "fast" level: what isal_zlib.compress(..., 1) writes
+_ADLER_MOD = 65521
 
 
-def _deflate_segment(data: memoryview, start: int) -> bytes:
-    """Raw deflate of one segment, primed with the window before it; all but the last end on a byte
-    boundary (a sync flush), so the segments concatenate into one stream."""
-    end = min(len(data), start + _SEGMENT)
-    primed = {"zdict": bytes(data[max(0, start - _WINDOW):start])} if start else {}
-    compressor = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15, **primed)
-    last = end == len(data)
-    return compressor.compress(data[start:end]) + compressor.flush(
-        isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
+def _adler32_combine(first: int, second: int, second_length: int) -> int:
+    """Adler-32 of two byte strings end to end, from their own checksums and the second's length: the
+    first's running sum grows by its byte sum once per byte of the second (zlib's adler32_combine)."""
+    low = ((first & 0xFFFF) + (second & 0xFFFF) - 1) % _ADLER_MOD
+    high = ((first >> 16) + (second >> 16) + (second_length % _ADLER_MOD) * ((first & 0xFFFF) - 1)) % _ADLER_MOD
+    return low | high << 16
 
 
-def _deflate(data: np.ndarray) -> bytes:
-    """A zlib stream of ``data`` at ISA-L level 1, in segments of _SEGMENT bytes on up to one thread per
-    core (ISA-L releases the GIL). The bytes do not depend on the number of cores."""
-    view = memoryview(data).cast("B")
-    if len(view) <= _SEGMENT:
-        return isal_zlib.compress(view, 1)
-    starts = range(0, len(view), _SEGMENT)
-    with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
-        body = b"".join(pool.map(lambda start: _deflate_segment(view, start), starts))
-    return b"".join((_ZLIB_HEADER, body, struct.pack(">I", isal_zlib.adler32(view))))
+def _deflate_rows(pixels: np.ndarray, top: int, bottom: int) -> tuple[bytes, int, int]:
+    """Rows ``top:bottom`` Sub-filtered and raw-deflated, primed with the filtered bytes just above them;
+    a segment that does not end the image ends on a byte boundary (a sync flush), so segments concatenate
+    into one stream. Returns (deflated bytes, Adler-32 of the filtered bytes, their length)."""
+    stride = pixels[0].size + 1
+    above = min(top, -(-_WINDOW // stride))  # whole rows covering the window
+    filtered = _sub_filtered(pixels[top - above:bottom]).reshape(-1)
+    own, before = filtered[above * stride:], filtered[:above * stride][-_WINDOW:]
+    compressor = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15, **({"zdict": before.tobytes()} if top else {}))
+    flush = isal_zlib.Z_FINISH if bottom == pixels.shape[0] else isal_zlib.Z_SYNC_FLUSH
+    return compressor.compress(own) + compressor.flush(flush), isal_zlib.adler32(own), own.size
+
+
+def _zlib_stream(pixels: np.ndarray) -> list[bytes]:
+    """The IDAT body's parts: one zlib stream of the Sub-filtered rows at ISA-L level 1. Larger images are
+    filtered and deflated in segments of whole rows (~_SEGMENT bytes) on up to one thread per core (ISA-L
+    and numpy release the GIL), so no full-size filtered copy is made; the bytes do not depend on the
+    number of cores."""
+    height = pixels.shape[0]
+    rows = max(1, _SEGMENT // (pixels[0].size + 1))
+    if height <= rows:
+        return [isal_zlib.compress(_sub_filtered(pixels), 1)]
+    tops = range(0, height, rows)
+    with ThreadPoolExecutor(min(len(tops), os.cpu_count() or 1)) as pool:
+        segments = list(pool.map(lambda top: _deflate_rows(pixels, top, min(height, top + rows)), tops))
+    checksum = 1  # Adler-32 of nothing
+    for _, adler, length in segments:
+        checksum = _adler32_combine(checksum, adler, length)
+    return [_ZLIB_HEADER, *(deflated for deflated, _, _ in segments), struct.pack(">I", checksum)]
 
 
 def _png(pixels: np.ndarray, dpi: int | None = None) -> bytes:
@@ -93,8 +112,7 @@ def _png(pixels: np.ndarray, dpi: int | None = None) -> bytes:
     if dpi is not None:
         ppm = round(dpi / 0.0254)
         parts += _chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1))
-    parts += [*_chunk(b"IDAT", _deflate(_sub_filtered(np.ascontiguousarray(pixels)))),
-              *_chunk(b"IEND", b"")]
+    parts += [*_chunk(b"IDAT", *_zlib_stream(np.ascontiguousarray(pixels))), *_chunk(b"IEND")]
     return b"".join(parts)
 
 
