@@ -94,3 +94,21 @@ def test_network_input_normalisation_matches_the_interleaved_formula(name):
     x -= np.asarray(norm["mean"], np.float32)
     x /= np.asarray(norm["std"], np.float32)
     assert np.array_equal(preprocess(model, square), x.transpose(2, 0, 1)[None])
+
+
+def test_the_networks_square_from_the_decoded_picture_is_the_square_from_the_array():
+    from clearcut.models.session import make_square
+    from clearcut.pipeline.decode import decode
+
+    photo = cv2.GaussianBlur(noise((613, 947, 3), seed=4), (0, 0), 3)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "JPEG", quality=90)
+    decoded = decode(buffer.getvalue(), max_megapixels=50)
+    assert decoded.picture is not None and decoded.picture.size == (947, 613)
+    for size in (320, 1024):
+        assert np.array_equal(make_square(decoded.rgb, size, decoded.picture), make_square(decoded.rgb.copy(), size))
+    rgba = io.BytesIO()
+    Image.fromarray(noise((20, 30, 4), seed=5)).save(rgba, "PNG")
+    assert decode(rgba.getvalue(), max_megapixels=50).picture is None  # its rgb is a conversion, not the image
+    assert np.array_equal(make_square(decoded.rgb[:500], 320, decoded.picture),  # a picture of other pixels is ignored
+                          make_square(decoded.rgb[:500].copy(), 320))

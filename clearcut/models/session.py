@@ -120,11 +120,14 @@ def provider_options(providers: list[str], profile: dict[str, str] | None = None
     return out
 
 
-def make_square(rgb: np.ndarray, size: int) -> np.ndarray:
-    """The network input: the image stretched to ``size`` x ``size`` (antialiased bilinear)."""
+def make_square(rgb: np.ndarray, size: int, picture: Image.Image | None = None) -> np.ndarray:
+    """The network input: the image stretched to ``size`` x ``size`` (antialiased bilinear). ``picture``:
+    the same pixels as a Pillow RGB image, when the caller has one (saves copying ``rgb`` into it)."""
     if rgb.shape[:2] == (size, size):
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
+    if picture is None or picture.mode != "RGB" or picture.size != (rgb.shape[1], rgb.shape[0]):
+        picture = Image.fromarray(rgb)
+    return np.asarray(picture.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
 
 
 def preprocess(model: ModelSpec, square: np.ndarray) -> np.ndarray:

@@ -70,9 +70,10 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
         source = image.rgb if box is None else region.crop(image.rgb, box)  # what the networks see
         models = segment.models_for(segment.resolve_models(options.model), source.shape[1], source.shape[0], store)
         with timer("infer"):
-            matte_lo, proxy = segment.predict(source, models, store)
+            matte_lo, proxy = segment.predict(source, models, store, picture=image.picture if box is None else None)
         with timer("confidence"):
             score = confidence.confidence(matte_lo)
+    image.picture = None  # Pillow's copy of the photo (4 bytes a pixel) is not needed any more
     with timer("refine"):
         # Without crop the output size is known now: work at that size (cheaper than full then shrink).
         work_size = ((image.width, image.height) if options.crop

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -23,6 +23,10 @@ class Decoded:
     rgb: np.ndarray            # H x W x 3 uint8, orientation applied
     alpha: np.ndarray | None   # H x W uint8 when the input had transparency
     source_format: str
+    # The decoded Pillow image when its pixels are exactly ``rgb`` (an RGB input): the networks' squares
+    # are resampled from it instead of copying ``rgb`` back into Pillow's layout (24 MP: 27 ms). The
+    # pipeline drops it once the squares are made.
+    picture: Image.Image | None = field(default=None, repr=False)
 
     @property
     def width(self) -> int:
@@ -81,7 +85,7 @@ def decode(data: bytes, *, max_megapixels: float) -> Decoded:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImage(f"the {source_format} data is truncated or corrupt ({exc}); "
                            "re-export or re-upload the file")
-    return Decoded(rgb, alpha, source_format)
+    return Decoded(rgb, alpha, source_format, image if image.mode == "RGB" else None)
 
 
 def _to_rgb_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:

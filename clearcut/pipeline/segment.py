@@ -159,9 +159,10 @@ def models_for(models: tuple[str, ...], width: int, height: int, store: ModelSto
 
 
 def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None = None,
-            *, infer: Infer | None = None) -> tuple[np.ndarray, np.ndarray]:
+            *, infer: Infer | None = None, picture: Image.Image | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return (matte, guide): the combined matte of the models that run on this photo
-    (``models_for``) and the RGB image at the matte's resolution (``make_guide``)."""
+    (``models_for``) and the RGB image at the matte's resolution (``make_guide``). ``picture``: ``rgb``
+    as a Pillow image, if the caller has it (``make_square``)."""
     infer = infer or session_infer(store)
     models = models_for(models, rgb.shape[1], rgb.shape[0], store)
     sessions = [get_session(name, store) for name in models]
@@ -169,7 +170,7 @@ def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None =
     # squares; both release the GIL (4 MP: 50-62 -> 40-45 ms, benchmarks/QUALITY.md section 14).
     with ThreadPoolExecutor(1) as pool:
         guide_job = pool.submit(make_guide, rgb, max(s.size for s in sessions))
-        squares = {size: make_square(rgb, size) for size in {s.size for s in sessions}}
+        squares = {size: make_square(rgb, size, picture) for size in {s.size for s in sessions}}
         guide = guide_job.result()
     predictions = [_resize(infer(s.model.name, squares[s.size]), guide.shape) for s in sessions]
     coarsest = min(s.size for s in sessions[1:]) if len(sessions) > 1 else None
