@@ -15,6 +15,10 @@ report them:
   the band pixels with GT alpha between 0.05 and 0.95 grows when the cutout's soft pixels carry the
   old background's colour (a grey-white fringe around hair shot against a grey sky) or have the wrong
   opacity. ``opaque`` is the same difference where GT alpha >= 0.98 (the cutout should equal the photo).
+* **colour** (0..255 levels): the halo of the cutout's colours alone: the same comparison with the
+  cutout's foreground colours composited at the *ground-truth* alpha, so opacity errors drop out. A cutout
+  that keeps the photo's colours scores what the old background adds to them; a foreground estimate that
+  removes it scores lower.
 
 ``--plain`` measures the network's plain output (stretch, predict, bilinear back) with the photo's
 own colours as foreground, which is what the usual open-source remover returns.
@@ -51,18 +55,20 @@ def scores(rgb: np.ndarray, alpha: np.ndarray, fg: np.ndarray, gt: np.ndarray, t
     reference = np.clip(image - (1.0 - gt[:, :, None]) * _old_background(image, gt), 0, 255)
     composite = alpha[:, :, None] * fg.astype(np.float32)
     diff = np.abs(composite - reference).mean(-1)
+    colour = np.abs(gt[:, :, None] * fg.astype(np.float32) - reference).mean(-1)
     soft = band & (gt > 0.05) & (gt < 0.95)
     opaque = gt >= 0.98
     return {
         "sad": float(np.abs(err).sum() / 1000), "mse": float((err ** 2).mean() * 1000),
         "band_sad": float(np.abs(err[band]).sum() / 1000), "band_mse": float((err[band] ** 2).mean() * 1000),
         "halo": float(diff[soft].mean()) if soft.any() else 0.0,
+        "colour": float(colour[soft].mean()) if soft.any() else 0.0,
         "opaque": float(diff[opaque].mean()) if opaque.any() else 0.0,
         "iou": quality.metrics(alpha, (gt * 255).astype(np.uint8))["iou"],
     }
 
 
-KEYS = ("sad", "mse", "band_sad", "band_mse", "halo", "opaque", "iou")
+KEYS = ("sad", "mse", "band_sad", "band_mse", "halo", "colour", "opaque", "iou")
 
 
 def evaluate(set_dir: Path, model: str, *, plain: bool = False, infer=None, matte_fn=None) -> list[dict]:
