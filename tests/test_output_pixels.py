@@ -112,3 +112,21 @@ def test_the_networks_square_from_the_decoded_picture_is_the_square_from_the_arr
     assert decode(rgba.getvalue(), max_megapixels=50).picture is None  # its rgb is a conversion, not the image
     assert np.array_equal(make_square(decoded.rgb[:500], 320, decoded.picture),  # a picture of other pixels is ignored
                           make_square(decoded.rgb[:500].copy(), 320))
+
+
+def test_foreground_colours_do_not_depend_on_how_the_band_is_split(monkeypatch):
+    monkeypatch.setattr(refine, "_CHUNK", 30_000)
+    h, w = 900, 1200
+    rgb = cv2.GaussianBlur(noise((h, w, 3), seed=6), (0, 0), 2)
+    yy, xx = np.mgrid[0:h, 0:w]
+    distance = np.hypot(yy - h / 2, xx - w / 2) - 300
+    alpha = np.clip(0.5 - distance / 160, 0, 1).astype(np.float32)  # a 160-px ramp around a disc
+    soft = refine.soft_pixels(alpha)
+    assert soft.size > 4 * refine._CHUNK
+    monkeypatch.setattr(refine.os, "cpu_count", lambda: 1)
+    assert len(refine._chunks(soft.size)) == 1
+    whole = refine.estimate_foreground(rgb, alpha, soft)
+    monkeypatch.setattr(refine.os, "cpu_count", lambda: 4)
+    assert len(refine._chunks(soft.size)) == 4
+    assert np.array_equal(refine.estimate_foreground(rgb, alpha, soft), whole)
+    assert not np.array_equal(whole, rgb)  # the band's colours were re-estimated
