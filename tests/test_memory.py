@@ -41,6 +41,38 @@ def test_retained_memory_is_reused_without_page_faults():
     assert retained["faults"] * 10 < default["faults"]
 
 
+THREADS = r"""
+import json, resource, sys, threading
+import numpy as np
+from clearcut.memory import retain_freed_memory
+applied = retain_freed_memory(int(sys.argv[1]))
+def image():
+    arrays = [np.ones((2_000_000, 3), np.float32) for _ in range(4)]  # four 24 MB temporaries
+    del arrays
+for _ in range(2):
+    helper = threading.Thread(target=image)  # a helper thread's temporaries (grid, PNG segments, ...)
+    helper.start()
+    helper.join()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+image()  # the next image's, on the main thread
+print(json.dumps({"applied": applied, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_memory_a_helper_thread_freed_is_reused_by_the_main_thread():
+    def run(megabytes):
+        out = subprocess.run([sys.executable, "-c", THREADS, str(megabytes)], capture_output=True, text=True,
+                             check=True)
+        return json.loads(out.stdout)
+
+    default, retained = run(0), run(512)
+    assert retained["applied"] is True
+    if default["faults"] < 500:
+        pytest.skip(f"glibc's defaults already share these buffers here ({default['faults']} faults)")
+    assert retained["faults"] * 10 < default["faults"]  # one shared heap: no fresh pages for the same sizes
+
+
 def test_setting_is_validated(monkeypatch):
     monkeypatch.setenv("CLEARCUT_MALLOC_RETAIN_MB", "-1")
     with pytest.raises(Exception, match="CLEARCUT_MALLOC_RETAIN_MB"):
