@@ -102,7 +102,8 @@ SETTINGS: dict[str, Setting] = {
                 "ONNX Runtime intra-op threads per process (0 = all cores / worker concurrency).", int),
         Setting("CLEARCUT_MALLOC_RETAIN_MB", "512",
                 "Freed memory a worker process keeps for the next image (glibc): allocations below half of it "
-                "reuse heap pages instead of fresh ones (-10 to -20 % time per 4 MP image); 0 = glibc defaults.",
+                "reuse heap pages instead of fresh ones (-10 to -20 % time per 4 MP image), and its threads share "
+                "that heap; 0 = glibc defaults.",
                 _non_negative_int),
         Setting("CLEARCUT_EXECUTION_PROVIDER", "auto",
                 "ONNX Runtime provider: `auto` (CUDA when active, else CPU), `cpu`, `cuda` or `tensorrt`; a "
