@@ -124,9 +124,24 @@ def test_foreground_colours_do_not_depend_on_how_the_band_is_split(monkeypatch):
     soft = refine.soft_pixels(alpha)
     assert soft.size > 4 * refine._CHUNK
     monkeypatch.setattr(refine.os, "cpu_count", lambda: 1)
-    assert len(refine._chunks(soft.size)) == 1
+    assert len(refine._split(soft.size, refine._CHUNK)) == 1
     whole = refine.estimate_foreground(rgb, alpha, soft)
     monkeypatch.setattr(refine.os, "cpu_count", lambda: 4)
-    assert len(refine._chunks(soft.size)) == 4
+    assert len(refine._split(soft.size, refine._CHUNK)) == 4
     assert np.array_equal(refine.estimate_foreground(rgb, alpha, soft), whole)
     assert not np.array_equal(whole, rgb)  # the band's colours were re-estimated
+
+
+def test_guided_upsampling_in_row_bands_is_the_fast_guided_filter(monkeypatch):
+    monkeypatch.setattr(refine, "_DENSE_CHUNK", 200_000)
+    rng = np.random.default_rng(7)
+    photo = cv2.GaussianBlur(noise((1201, 1603, 3), seed=7), (0, 0), 1.5)
+    guide = cv2.resize(photo, (534, 400), interpolation=cv2.INTER_AREA)
+    matte = cv2.GaussianBlur((rng.random((400, 534)) > 0.5).astype(np.float32), (0, 0), 4)
+    a, b = refine._coefficients_grey(matte, guide, 1, 1e-4)
+    expected = cv2.resize(a[:, :, 0], (1603, 1201)) * refine._grey(photo) + cv2.resize(b, (1603, 1201))
+    expected = np.clip(expected, 0, 1)
+    for cores in (1, 3):
+        monkeypatch.setattr(refine.os, "cpu_count", lambda: cores)
+        assert len(refine._split(1201, refine._DENSE_CHUNK // 1603)) == cores
+        assert np.array_equal(refine.guided_upsample(matte, guide, photo), expected)
