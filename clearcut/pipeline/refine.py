@@ -48,12 +48,12 @@ def _split(n: int, minimum: int) -> list[slice]:
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _on_cores(function, parts: list[slice]) -> None:
+def _on_cores(function, parts: list, *more: list) -> list:
+    """``[function(part, ...) for each part]``, one thread per part when there are several."""
     if len(parts) == 1:
-        function(parts[0])
-        return
+        return [function(parts[0], *(m[0] for m in more))]
     with ThreadPoolExecutor(len(parts)) as pool:
-        list(pool.map(function, parts))
+        return list(pool.map(function, parts, *more))
 
 
 def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -277,30 +277,28 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray, soft: np.ndarray | N
     # copy this took moved colours by at most a level or two and cost a third of the function).
     r = 3
     parts = _split(idx.size, _CHUNK)
-    with ThreadPoolExecutor(len(parts)) as pool:
-        each = pool.map if len(parts) > 1 else map  # one piece: no thread
-        pieces = list(each(step1, parts))
-        y0 = max(0, int(min(p["ys"].min() for p in pieces)) - r - 1)
-        y1 = min(h, int(max(p["ys"].max() for p in pieces)) + r + 2)
-        x0 = max(0, int(min(p["xs"].min() for p in pieces)) - r - 1)
-        x1 = min(w, int(max(p["xs"].max() for p in pieces)) + r + 2)
-        a8 = cv2.convertScaleAbs(alpha[y0:y1, x0:x1], alpha=255.0)
-        fa = cv2.multiply(rgb[y0:y1, x0:x1], cv2.merge([a8, a8, a8]), scale=1.0 / 255.0)
+    pieces = _on_cores(step1, parts)
+    y0 = max(0, int(min(p["ys"].min() for p in pieces)) - r - 1)
+    y1 = min(h, int(max(p["ys"].max() for p in pieces)) + r + 2)
+    x0 = max(0, int(min(p["xs"].min() for p in pieces)) - r - 1)
+    x1 = min(w, int(max(p["xs"].max() for p in pieces)) + r + 2)
+    a8 = cv2.convertScaleAbs(alpha[y0:y1, x0:x1], alpha=255.0)
+    fa = cv2.multiply(rgb[y0:y1, x0:x1], cv2.merge([a8, a8, a8]), scale=1.0 / 255.0)
 
-        def scatter_fg1(p: dict) -> None:
-            p["band"] = (p["ys"] - y0) * (x1 - x0) + (p["xs"] - x0)
-            scatter(fa.reshape(-1, 3), p["band"], p["fg1"] * (p["a"] * 255.0))
+    def scatter_fg1(p: dict) -> None:
+        p["band"] = (p["ys"] - y0) * (x1 - x0) + (p["xs"] - x0)
+        scatter(fa.reshape(-1, 3), p["band"], p["fg1"] * (p["a"] * 255.0))
 
-        list(each(scatter_fg1, pieces))
-        mean_a8, mean_fa = _box(a8, r).reshape(-1), _box(fa, r).reshape(-1, 3)
-        out = rgb.copy()
+    _on_cores(scatter_fg1, pieces)
+    mean_a8, mean_fa = _box(a8, r).reshape(-1), _box(fa, r).reshape(-1, 3)
+    out = rgb.copy()
 
-        def step2(part: slice, p: dict) -> None:
-            mean_a = mean_a8[p["band"]].astype(np.float32) * np.float32(1.0 / 255.0)
-            bf2 = gather(mean_fa, p["band"], np.float32(1.0 / 255.0) / (mean_a + 1e-5))
-            scatter(out.reshape(-1, 3), idx[part], _fuse(bf2, p["bb1"], p["image"], p["a"]) * 255.0)
+    def step2(part: slice, p: dict) -> None:
+        mean_a = mean_a8[p["band"]].astype(np.float32) * np.float32(1.0 / 255.0)
+        bf2 = gather(mean_fa, p["band"], np.float32(1.0 / 255.0) / (mean_a + 1e-5))
+        scatter(out.reshape(-1, 3), idx[part], _fuse(bf2, p["bb1"], p["image"], p["a"]) * 255.0)
 
-        list(each(step2, parts, pieces))
+    _on_cores(step2, parts, pieces)
     return out
 
 
