@@ -145,3 +145,30 @@ def test_guided_upsampling_in_row_bands_is_the_fast_guided_filter(monkeypatch):
         monkeypatch.setattr(refine.os, "cpu_count", lambda: cores)
         assert len(refine._split(1201, refine._DENSE_CHUNK // 1603)) == cores
         assert np.array_equal(refine.guided_upsample(matte, guide, photo), expected)
+
+
+def test_guided_upsampling_keeps_a_structure_the_photo_shows_no_brightness_contrast_for():
+    """A 1-grid-pixel structure of the matte (0.8) on a 4x larger photo (8 MP) whose brightness does not
+    change across it (red on green of the same grey level): the photo cannot say where its edges are, so
+    the matte keeps the network's value there instead of being box-filtered away (the fast guided
+    filter's own offset left 0.8 / 9 x 3 ~ 0.27 of it: below 0.5, the structure lost)."""
+    h, w = 600, 800
+    photo = np.zeros((4 * h, 4 * w, 3), np.uint8)
+    photo[:] = (0, 128, 0)
+    grey = cv2.cvtColor(photo[:1, :1], cv2.COLOR_RGB2GRAY)[0, 0]
+    red = next(r for r in range(256) if cv2.cvtColor(np.uint8([[[r, 0, 0]]]), cv2.COLOR_RGB2GRAY)[0, 0] >= grey)
+    photo[:, 4 * 400:4 * 401] = (red, 0, 0)  # the structure, one grid column wide
+    guide = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+    matte = np.zeros((h, w), np.float32)
+    matte[:, 400] = 0.8
+    alpha = refine.guided_upsample(matte, guide, photo)
+    bilinear = cv2.resize(matte, (4 * w, 4 * h), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(alpha - bilinear).max() < 0.02  # at most the 1-level difference of the two greys
+    assert alpha[:, 4 * 400 + 1:4 * 400 + 3].min() > 0.65  # bilinear's own 0.7 at the grid pixel's centre
+    # With brightness contrast the photo's edge is followed: a bright 2-px line inside one dark grid pixel.
+    photo[:] = 40
+    photo[:, 4 * 400 + 1:4 * 400 + 3] = 240
+    guide = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+    matte[:, 400] = cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY)[0, 400] / 255.0 * 0.5  # the diluted structure
+    alpha = refine.guided_upsample(matte, guide, photo)
+    assert alpha[:, 4 * 400 + 1:4 * 400 + 3].min() > 0.5 > alpha[:, 4 * 400 + 5:].max()

@@ -29,7 +29,8 @@ from clearcut.pipeline.encode import CONTENT_TYPES, encode
 #    networks' outputs keep every row and column (segment.make_guide); guided filter eps 1e-4 (section 12).
 # 4: foreground colours from step 1's background mean at radius 3, coarse means on an exact 1/4 grid;
 #    flattening blends only soft pixels (at most a level of difference).
-REVISION = 4
+# 5: guided upsampling's offset keeps the network's matte at each grid pixel (refine.guided_upsample).
+REVISION = 5
 
 
 @dataclass
