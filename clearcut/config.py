@@ -86,7 +86,7 @@ SETTINGS: dict[str, Setting] = {
                 "their own.", _cache_path),
         Setting("CLEARCUT_DEFAULT_MODEL", "quality",
                 "Model used when a request names none: a preset (`quality`: ISNet, with U2-Net consulted on "
-                "photos up to 1024 px; `fast`: ISNet alone; `soft`: `quality` with edges from the photo's colours, "
+                "photos up to 1024 px and ISNet's mirror-image run averaged in on larger ones; `fast`: ISNet alone; `soft`: `quality` with edges from the photo's colours, "
                 "for hair and fur) or a model name from `clearcut models list`."),
         Setting("CLEARCUT_MAX_MEGAPIXELS", "50", "Largest accepted input, in megapixels (checked before decoding).",
                 _positive_float),

@@ -236,15 +236,44 @@ def test_a_secondary_that_sees_another_subject_gets_no_vote():
 
 
 def test_secondary_models_run_only_on_photos_the_primary_sees_whole(model_dir):
-    """Above the primary's input size a 320 px secondary would move every edge by several photo pixels."""
+    """Above the primary's input size a 320 px secondary would move every edge by several photo pixels:
+    the second run goes to the primary on the mirrored photo instead (the primary, listed twice)."""
     from clearcut.models.store import ModelStore
     from clearcut.pipeline.segment import models_for
 
     store = ModelStore(model_dir)
     size = 320  # u2netp's input: the primary here
-    assert models_for(("u2netp", "u2netp"), size, size // 2, store) == ("u2netp", "u2netp")
-    assert models_for(("u2netp", "u2netp"), size + 1, size // 2, store) == ("u2netp",)
+    assert models_for(("u2netp", "u2net"), size, size // 2, store) == ("u2netp", "u2net")
+    assert models_for(("u2netp", "u2net"), size + 1, size // 2, store) == ("u2netp", "u2netp")
     assert models_for(("u2netp",), 5000, 4000, store) == ("u2netp",)
+
+
+def test_a_network_listed_twice_also_runs_on_the_mirrored_photo_and_the_two_are_averaged(model_dir):
+    from clearcut.models.session import get_session
+    from clearcut.models.store import ModelStore
+    from clearcut.pipeline import segment
+
+    store = ModelStore(model_dir)
+    rgb = np.full((400, 600, 3), 235, np.uint8)  # an asymmetric photo larger than u2netp's 320 px input
+    yy, xx = np.mgrid[0:400, 0:600]
+    rgb[(yy - 200) ** 2 + (xx - 180) ** 2 < 110 ** 2] = RED
+    rgb[150:330, 330:360] = (30, 60, 200)
+    seen = []
+
+    def infer(name, square):
+        seen.append(square.copy())
+        return get_session(name, store).predict(square)
+
+    matte, guide = segment.predict(rgb, ("u2netp", "u2netp"), store, infer=infer)
+    square = segment.make_square(rgb, 320)
+    assert len(seen) == 2 and np.array_equal(seen[0], square) and np.array_equal(seen[1], square[:, ::-1])
+    session = get_session("u2netp", store)
+    direct, mirrored = session.predict(square), session.predict(np.ascontiguousarray(square[:, ::-1]))
+    assert not np.allclose(direct, mirrored[:, ::-1], atol=1e-3)  # the network is not mirror-symmetric
+    expected = segment._resize((direct + mirrored[:, ::-1]) * np.float32(0.5), guide.shape)
+    assert np.allclose(matte, expected, atol=1e-6)
+    single, _ = segment.predict(rgb, ("u2netp",), store)
+    assert np.allclose(single, segment._resize(direct, guide.shape), atol=1e-6)
 
 
 def test_guide_keeps_every_row_and_column_of_the_network_output():

@@ -29,7 +29,8 @@ from clearcut.pipeline.encode import CONTENT_TYPES, encode
 #    networks' outputs keep every row and column (segment.make_guide); guided filter eps 1e-4 (section 12).
 # 4: foreground colours from step 1's background mean at radius 3, coarse means on an exact 1/4 grid;
 #    flattening blends only soft pixels (at most a level of difference).
-# 5: guided upsampling's offset keeps the network's matte at each grid pixel (refine.guided_upsample).
+# 5: guided upsampling's offset keeps the network's matte at each grid pixel (refine.guided_upsample);
+#    on photos larger than ISNet's input, `quality` averages ISNet on the photo and on its mirror image.
 REVISION = 5
 
 
@@ -124,7 +125,7 @@ def process(data: bytes, options: Options | None = None, *, store: ModelStore | 
         "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
         "input_width": image.width, "input_height": image.height, "input_format": image.source_format,
         "foreground_input": _box_dict(bbox_in), "foreground_output": _box_dict(bbox_out),
-        "models": [{"name": m, "version": spec(m).version} for m in models],
+        "models": [{"name": m, "version": spec(m).version} for m in dict.fromkeys(models)],  # a mirror run once
         "model": options.model or config.get("CLEARCUT_DEFAULT_MODEL"),
         "format": options.format, "channels": options.channels, "confidence": score,
         "timings_ms": timer.timings,

@@ -8,7 +8,8 @@ aspect-preserving proxy (longer side = the largest model's input), which guides 
 full-resolution upsampling in ``refine``.
 
 Presets: ``fast`` runs ISNet alone; ``quality`` (the default) also runs U2-Net on photos ISNet sees
-whole and consults it where ISNet is unsure (``models_for``, ``combine``); ``soft`` is ``quality`` with
+whole and consults it where ISNet is unsure (``models_for``, ``combine``), and on larger photos runs ISNet
+a second time on the mirrored photo instead; ``soft`` is ``quality`` with
 the edges re-estimated from the photo's colours (``refine.soft_edges``: hair, fur, plants).
 """
 from __future__ import annotations
@@ -142,8 +143,9 @@ def session_infer(store: ModelStore | None = None) -> Infer:
 
 def models_for(models: tuple[str, ...], width: int, height: int, store: ModelStore | None = None
                ) -> tuple[str, ...]:
-    """The models that run on a photo of this size: the secondaries only while the photo fits in the
-    primary's input (longer side at most its size).
+    """The network runs for a photo of this size: the secondaries while the photo fits in the primary's
+    input (longer side at most its size); on a larger photo, the primary twice, the second run on the
+    mirrored photo (``predict`` averages the two).
 
     A secondary's vote is averaged into the primary's unsure pixels, which are mostly the ramp along
     every edge. On a photo the primary sees whole, that ramp and one pixel of U2-Net's 320 px input
@@ -151,28 +153,44 @@ def models_for(models: tuple[str, ...], width: int, height: int, store: ModelSto
     +0.013 mIoU, eval/product ccp and grabcut ahead of both networks). On a larger photo the same vote
     moves every edge by a secondary pixel, 3-18 photo pixels at 1-6 k px, and erodes structures that
     the primary resolves and the secondary cannot: it lost on 10 of 11 eval/product dis photos and 40 of
-    44 eval/highres photos, whatever the two networks' agreement (benchmarks/QUALITY.md, section 12)."""
+    44 eval/highres photos, whatever the two networks' agreement (benchmarks/QUALITY.md, section 12).
+    There the second run goes to the primary on the mirror image instead: the network is not
+    mirror-symmetric, so the two runs err partly independently, and their mean is a second opinion at
+    the primary's own resolution (eval/highres photos above 1024 px: mIoU / BF / BF at 3 px 0.919 /
+    0.972 / 0.846 -> 0.926 / 0.981 / 0.861, section 19)."""
     if len(models) == 1:
         return models
     primary = get_session(models[0], store)
-    return models if max(width, height) <= primary.size else models[:1]
+    return models if max(width, height) <= primary.size else (models[0], models[0])
 
 
 def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None = None,
             *, infer: Infer | None = None, picture: Image.Image | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Return (matte, guide): the combined matte of the models that run on this photo
-    (``models_for``) and the RGB image at the matte's resolution (``make_guide``). ``picture``: ``rgb``
-    as a Pillow image, if the caller has it (``make_square``)."""
+    """Return (matte, guide): the combined matte of the network runs for this photo (``models_for``; a
+    network listed twice runs a second time on the mirrored photo, and its two outputs are averaged)
+    and the RGB image at the matte's resolution (``make_guide``). ``picture``: ``rgb`` as a Pillow
+    image, if the caller has it (``make_square``)."""
     infer = infer or session_infer(store)
-    models = models_for(models, rgb.shape[1], rgb.shape[0], store)
-    sessions = [get_session(name, store) for name in models]
+    runs = models_for(models, rgb.shape[1], rgb.shape[0], store)
+    sessions = [get_session(name, store) for name in dict.fromkeys(runs)]
     # The grid (OpenCV) is resampled on a second thread while Pillow, on one core, resamples the
     # squares; both release the GIL (4 MP: 50-62 -> 40-45 ms, benchmarks/QUALITY.md section 14).
     with ThreadPoolExecutor(1) as pool:
         guide_job = pool.submit(make_guide, rgb, max(s.size for s in sessions))
         squares = {size: make_square(rgb, size, picture) for size in {s.size for s in sessions}}
         guide = guide_job.result()
-    predictions = [_resize(infer(s.model.name, squares[s.size]), guide.shape) for s in sessions]
+    predictions = [_resize(_run(infer, s.model.name, squares[s.size], runs.count(s.model.name) > 1), guide.shape)
+                   for s in sessions]
     coarsest = min(s.size for s in sessions[1:]) if len(sessions) > 1 else None
     pitch = (guide.shape[1] / coarsest, guide.shape[0] / coarsest) if coarsest else None
     return combine(predictions, pitch), guide
+
+
+def _run(infer: Infer, name: str, square: np.ndarray, mirrored: bool) -> np.ndarray:
+    """One network's output on its square; with ``mirrored``, the mean of it and of the output on the
+    mirrored square, flipped back."""
+    out = infer(name, square)
+    if not mirrored:
+        return out
+    flipped = infer(name, np.ascontiguousarray(square[:, ::-1]))
+    return np.add(out, flipped[:, ::-1], dtype=np.float32) * np.float32(0.5)
