@@ -172,15 +172,16 @@ def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None =
     image, if the caller has it (``make_square``)."""
     infer = infer or session_infer(store)
     runs = models_for(models, rgb.shape[1], rgb.shape[0], store)
-    sessions = [get_session(name, store) for name in dict.fromkeys(runs)]
+    names = list(dict.fromkeys(runs))  # as asked: a session's own name may be NAME-int8
+    sessions = [get_session(name, store) for name in names]
     # The grid (OpenCV) is resampled on a second thread while Pillow, on one core, resamples the
     # squares; both release the GIL (4 MP: 50-62 -> 40-45 ms, benchmarks/QUALITY.md section 14).
     with ThreadPoolExecutor(1) as pool:
         guide_job = pool.submit(make_guide, rgb, max(s.size for s in sessions))
         squares = {size: make_square(rgb, size, picture) for size in {s.size for s in sessions}}
         guide = guide_job.result()
-    predictions = [_resize(_run(infer, s.model.name, squares[s.size], runs.count(s.model.name) > 1), guide.shape)
-                   for s in sessions]
+    predictions = [_resize(_run(infer, s.model.name, squares[s.size], runs.count(name) > 1), guide.shape)
+                   for name, s in zip(names, sessions)]
     coarsest = min(s.size for s in sessions[1:]) if len(sessions) > 1 else None
     pitch = (guide.shape[1] / coarsest, guide.shape[0] / coarsest) if coarsest else None
     return combine(predictions, pitch), guide
