@@ -1,8 +1,9 @@
 """Bring a low-resolution matte to full resolution and estimate clean foreground colours.
 
-* ``guided_upsample`` is the fast guided filter (He & Sun, 2015): the local linear model between the
-  guide's brightness and the matte is fitted on the proxy, then applied to the full-resolution guide,
-  so edges follow the real image instead of the blocky, blurred upsampled matte.
+* ``guided_upsample`` is the fast guided filter (He & Sun, 2015) with an offset that keeps the matte at
+  each grid pixel: the local slope of the matte on the guide's brightness is fitted on the grid, then
+  applied to the full-resolution guide, so edges follow the real image instead of the blocky, blurred
+  upsampled matte.
 * ``estimate_foreground`` is blur-fusion foreground estimation (Forte & Pitié, 2021): at
   semi-transparent pixels, the colour is solved from the compositing equation using local means of
   foreground and background, removing the old background's tint (the "halo").
