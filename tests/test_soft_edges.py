@@ -26,7 +26,7 @@ def _ramp_photo(h=600, w=800, start=390, width=20):
 def _network_guess(truth: np.ndarray, mid: float = 400.0, spread: float = 3.0) -> np.ndarray:
     """A network's opinion of the edge: unsure across it, but with the wrong profile (a sigmoid)."""
     x = np.arange(truth.shape[1], dtype=np.float32)
-    return np.repeat((1.0 / (1.0 + np.exp((x - mid) / spread)))[None, :], truth.shape[0], axis=0)
+    return np.repeat((1.0 / (1.0 + np.exp(np.minimum((x - mid) / spread, 80.0))))[None, :], truth.shape[0], axis=0)
 
 
 def test_a_soft_edge_between_two_colours_gets_its_true_alpha():
@@ -75,3 +75,16 @@ def test_soft_preset_lowers_band_error_on_real_hair(model_dir, name, floor):
     assert scores["soft"]["band_sad"] < floor * scores["plain"]["band_sad"], scores
     assert scores["soft"]["halo"] < scores["plain"]["halo"], scores
     assert scores["soft"]["sad"] <= scores["plain"]["sad"], scores
+
+
+def test_colours_change_opacity_but_never_which_side_of_half_a_pixel_is_on():
+    """The network puts the edge 10 px too far right; the colours say those pixels are mostly backdrop."""
+    rgb, truth = _ramp_photo()
+    guess = _network_guess(truth, mid=410.0)
+    soft = refine.soft_edges(rgb, guess)
+    assert ((soft >= 0.5) == (guess >= 0.5)).all()
+    wrong_side = (truth < 0.45) & (guess >= 0.5)           # columns ~401-409
+    assert wrong_side.any() and np.allclose(soft[wrong_side], 0.5, atol=1e-6)
+    unsure = (guess > 0.02) & (guess < 0.98)                # the network's own soft pixels
+    agree = unsure & ((truth >= 0.5) == (guess >= 0.5)) & (np.abs(guess - truth) > 0.1)
+    assert agree.any() and (np.abs(soft - truth)[agree] < np.abs(guess - truth)[agree]).all()

@@ -31,7 +31,8 @@ from clearcut.pipeline.encode import CONTENT_TYPES, encode
 #    flattening blends only soft pixels (at most a level of difference).
 # 5: guided upsampling's offset keeps the network's matte at each grid pixel (refine.guided_upsample);
 #    on photos larger than ISNet's input, `quality` averages ISNet on the photo and on its mirror image.
-REVISION = 5
+# 6: the ``soft`` preset's colour-based edges never move a pixel across 0.5 (refine.soft_edges).
+REVISION = 6
 
 
 @dataclass
