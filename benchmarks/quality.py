@@ -16,7 +16,9 @@ prefix ccp / dis / grabcut; a sequence mean is the mean of its images, and the o
 all images):
 
 * IoU of (alpha >= 0.5) with (mask >= 128);
-* MAE of alpha (0..1) against mask (0..1);
+* MAE of alpha (0..1) against mask (0..1), and ``far``: the part of it from pixels more than FAR px from
+  the mask's edge (x 1000), where the mask is certain and any translucency is an error (within FAR px a
+  fractional alpha may be the true coverage of an edge pixel that the mask could only call 0 or 1);
 * boundary F (DAVIS-style, Perazzi et al. 2016): boundary pixels of both binary masks are matched
   within a tolerance of ``ceil(0.008 * image diagonal)`` px (8 px at 854x480); precision = share of
   predicted boundary pixels near a true one, recall = the converse, F = their harmonic mean;
@@ -59,6 +61,7 @@ from clearcut.pipeline import segment  # noqa: E402
 CACHE = ROOT / "var" / "cache" / "preds"
 UNKNOWN = 128
 TIGHT = 3  # px at the photo's own resolution: the DAVIS tolerance grows with the image and hides blur
+FAR = 2  # px from the mask's edge beyond which the ``far`` error counts
 
 
 # ---------------------------------------------------------------- cached inference
@@ -203,12 +206,22 @@ def metrics(alpha: np.ndarray, mask: np.ndarray, bf_tolerance: int | None = None
         mae = float(np.abs(alpha - mask.astype(np.float32) / 255.0)[valid].mean())
         valid_mask = valid
     iou = 1.0 if union == 0 else inter / union
-    return {"iou": float(iou), "mae": mae, "bf": boundary_f(pred, gt, valid_mask, bf_tolerance),
-            "bf3": boundary_f(pred, gt, valid_mask, TIGHT)}
+    return {"iou": float(iou), "mae": mae, "far": far_error(alpha, gt, valid),
+            "bf": boundary_f(pred, gt, valid_mask, bf_tolerance), "bf3": boundary_f(pred, gt, valid_mask, TIGHT)}
+
+
+def far_error(alpha: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    """Sum of |alpha - mask| over the valid pixels more than FAR px from the mask's edge, per pixel of the
+    photo, x 1000 (so that it is the far part of the MAE)."""
+    inside = gt.astype(np.uint8)
+    distance = np.maximum(cv2.distanceTransform(inside, cv2.DIST_L2, 3),
+                          cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3))
+    far = (distance > FAR) & valid
+    return float(np.abs(alpha[far] - gt[far]).sum() / alpha.size * 1000)
 
 
 def summarise(rows: list[dict]) -> dict:
-    keys = ("iou", "mae", "bf", "bf3")
+    keys = ("iou", "mae", "far", "bf", "bf3")
     out = {"overall": {k: float(np.mean([r[k] for r in rows])) for k in keys} | {"n": len(rows)},
            "sequences": {}}
     for seq in sorted({r["sequence"] for r in rows}):
@@ -244,11 +257,11 @@ def evaluate(set_dir: Path, model: str, *, plain: bool = False, limit: int | Non
 
 def print_table(label: str, summary: dict) -> None:
     print(f"{label}")
-    print(f"{'sequence':<22}{'n':>4}{'mIoU':>8}{'BF':>8}{'BF3px':>8}{'MAE':>8}")
+    print(f"{'sequence':<22}{'n':>4}{'mIoU':>8}{'BF':>8}{'BF3px':>8}{'MAE':>8}{'far':>8}")
     for seq, s in summary["sequences"].items():
-        print(f"{seq:<22}{s['n']:>4}{s['iou']:>8.4f}{s['bf']:>8.4f}{s['bf3']:>8.4f}{s['mae']:>8.4f}")
+        print(f"{seq:<22}{s['n']:>4}{s['iou']:>8.4f}{s['bf']:>8.4f}{s['bf3']:>8.4f}{s['mae']:>8.4f}{s['far']:>8.3f}")
     o = summary["overall"]
-    print(f"{'OVERALL':<22}{o['n']:>4}{o['iou']:>8.4f}{o['bf']:>8.4f}{o['bf3']:>8.4f}{o['mae']:>8.4f}")
+    print(f"{'OVERALL':<22}{o['n']:>4}{o['iou']:>8.4f}{o['bf']:>8.4f}{o['bf3']:>8.4f}{o['mae']:>8.4f}{o['far']:>8.3f}")
     print(f"{'mean of sequence mIoUs':<34}{summary['sequence_mean_iou']:>8.4f}")
     print(f"{'min per-sequence mIoU':<34}{summary['min_sequence_iou']:>8.4f}")
 
@@ -310,7 +323,7 @@ def main(argv=None) -> int:
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with args.csv.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["name", "sequence", "iou", "mae", "bf", "bf3"])
+            writer = csv.DictWriter(f, fieldnames=["name", "sequence", "iou", "mae", "far", "bf", "bf3"])
             writer.writeheader()
             writer.writerows(rows)
     return 0
