@@ -28,8 +28,8 @@ all images):
 Mask value 128 (GrabCut's "unknown" band) is excluded from IoU and MAE; for boundary F the band itself
 is the true boundary (the real edge lies somewhere inside it).
 
-Network outputs are cached on disk under ``var/cache/preds/<model>/<model file sha256, 12 hex>/<sha1 of
-the network input>.npy`` (float16), so re-running with another combination or refinement does not re-run
+Network outputs (logits on the network's own grid, ``predict_logits``) are cached on disk under
+``var/cache/logits/<model>/<model file sha256, 12 hex>/<sha1 of the network input>.npy`` (float16), so re-running with another combination or refinement does not re-run
 the networks; the key is the exact proxy handed to the network, so changing the resampling invalidates
 it by itself, and a rebuilt int8 variant (same name, new file) gets its own folder.
 """
@@ -51,14 +51,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clearcut.models import quantize  # noqa: E402
+from clearcut.models import logits, quantize  # noqa: E402
 from clearcut.models.registry import spec  # noqa: E402
 from clearcut.models.session import get_session  # noqa: E402
 from clearcut.models.store import ModelStore  # noqa: E402
 from clearcut import pipeline  # noqa: E402
 from clearcut.pipeline import segment  # noqa: E402
 
-CACHE = ROOT / "var" / "cache" / "preds"
+CACHE = ROOT / "var" / "cache" / "logits"
 UNKNOWN = 128
 TIGHT = 3  # px at the photo's own resolution: the DAVIS tolerance grows with the image and hides blur
 FAR = 2  # px from the mask's edge beyond which the ``far`` error counts
@@ -95,7 +95,7 @@ class CachedInfer:
             raise LookupError(f"no cached {name} prediction for this input")
         self.misses += 1
         start = time.perf_counter()
-        out = get_session(name, self.store).predict(proxy).astype(np.float16)
+        out = get_session(name, self.store).predict_logits(proxy).astype(np.float16)
         self.model_seconds += time.perf_counter() - start
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")
@@ -142,10 +142,11 @@ def read_mask(path: Path) -> np.ndarray:
 # ---------------------------------------------------------------- mattes
 
 def plain_matte(rgb: np.ndarray, model: str, infer) -> np.ndarray:
-    """The usual remover: stretch to the square input (bilinear), predict, bilinear back."""
+    """The usual remover: stretch to the square input (bilinear), predict, bilinear back. The network's
+    output at its input size is the published graph's (its logits enlarged, then the sigmoid)."""
     size = get_session(model).size
     h, w = rgb.shape[:2]
-    out = infer(model, segment.make_square(rgb, size))
+    out = logits.to_size(infer(model, segment.make_square(rgb, size)), (size, size))
     return np.asarray(Image.fromarray(out).resize((w, h), Image.Resampling.BILINEAR))
 
 

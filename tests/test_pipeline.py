@@ -262,18 +262,20 @@ def test_a_network_listed_twice_also_runs_on_the_mirrored_photo_and_the_two_are_
 
     def infer(name, square):
         seen.append(square.copy())
-        return get_session(name, store).predict(square)
+        return get_session(name, store).predict_logits(square)
 
     matte, guide = segment.predict(rgb, ("u2netp", "u2netp"), store, infer=infer)
     square = segment.make_square(rgb, 320)
     assert len(seen) == 2 and np.array_equal(seen[0], square) and np.array_equal(seen[1], square[:, ::-1])
     session = get_session("u2netp", store)
-    direct, mirrored = session.predict(square), session.predict(np.ascontiguousarray(square[:, ::-1]))
-    assert not np.allclose(direct, mirrored[:, ::-1], atol=1e-3)  # the network is not mirror-symmetric
-    expected = segment._resize((direct + mirrored[:, ::-1]) * np.float32(0.5), guide.shape)
+    direct = session.predict_logits(square)
+    mirrored = session.predict_logits(np.ascontiguousarray(square[:, ::-1]))
+    assert not np.allclose(direct, mirrored[:, ::-1], atol=1e-2)  # the network is not mirror-symmetric
+    # the mean of the two runs' logits, then the sigmoid at the grid's size
+    expected = segment.to_grid((direct + mirrored[:, ::-1]) * np.float32(0.5), guide.shape)
     assert np.allclose(matte, expected, atol=1e-6)
     single, _ = segment.predict(rgb, ("u2netp",), store)
-    assert np.allclose(single, segment._resize(direct, guide.shape), atol=1e-6)
+    assert np.allclose(single, segment.to_grid(direct, guide.shape), atol=1e-6)
 
 
 def test_guide_keeps_every_row_and_column_of_the_network_output():

@@ -58,6 +58,7 @@ def test_int8_model_is_quantized_loads_and_runs(built):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     session = get_session("u2netp-int8", store)
     assert session.model.name == "u2netp-int8" and session.size == 320
+    assert session.logit_output  # the sigmoid head is found behind the quantisation nodes
     out = session.predict(np.full((200, 320, 3), 128, np.uint8))
     assert out.shape == (200, 320) and out.dtype == np.float32 and 0 <= out.min() <= out.max() <= 1
 

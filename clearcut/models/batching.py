@@ -34,12 +34,15 @@ log = logging.getLogger("clearcut.models")
 BATCH_AXIS = "batch"
 
 
-def dynamic_batch(source: Path | str):
-    """The ONNX model at ``source`` (an ``onnx.ModelProto``) with a symbolic batch axis."""
+def dynamic_batch(source):
+    """The ONNX model at ``source`` (a path, or an ``onnx.ModelProto``, changed in place) with a
+    symbolic batch axis (an output declared without a shape gets none)."""
     import onnx
 
-    model = onnx.load(str(source))
+    model = onnx.load(str(source)) if isinstance(source, (str, Path)) else source
     for value in list(model.graph.input) + list(model.graph.output):
+        if not value.type.tensor_type.shape.dim:
+            continue
         dim = value.type.tensor_type.shape.dim[0]
         dim.ClearField("dim_value")
         dim.dim_param = BATCH_AXIS

@@ -32,7 +32,7 @@ import numpy as np
 
 from clearcut import config
 from clearcut.errors import ModelError
-from clearcut.models import cpu
+from clearcut.models import cpu, logits
 from clearcut.models.cpu import check_applies  # noqa: F401 (quantize.check_applies)
 from clearcut.models.registry import INT8_SUFFIX, base_name, int8_name  # noqa: F401 (quantize.INT8_SUFFIX)
 from clearcut.models.store import read_recipe, write_recipe
@@ -255,27 +255,8 @@ def keep_first_output(model):
     exports 5 side outputs and 6 decoder feature maps, U2-Net 6 side outputs; nothing reads them, and a
     feature-map output made the whole last decoder stage look like an output head (kept in float: 43 % of
     ISNet's multiply-adds)."""
-    graph = model.graph
-    del graph.output[1:]
-    producer = {o: i for i, n in enumerate(graph.node) for o in n.output}
-    needed, live, stack = set(), set(), [graph.output[0].name]
-    while stack:
-        tensor = stack.pop()
-        if tensor in needed:
-            continue
-        needed.add(tensor)
-        index = producer.get(tensor)
-        if index is not None and index not in live:
-            live.add(index)
-            stack.extend(i for i in graph.node[index].input if i)
-    nodes = [n for i, n in enumerate(graph.node) if i in live]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    for field in (graph.initializer, graph.value_info):
-        kept = [x for x in field if x.name in needed]
-        del field[:]
-        field.extend(kept)
-    return model
+    del model.graph.output[1:]
+    return logits.prune(model)
 
 
 HEAD_FUSION_CHANNELS = 8  # a Conv with at most this many input channels combines side outputs

@@ -1,8 +1,10 @@
 """ONNX Runtime segmentation sessions: one per model and process, reused for every image.
 
 A session takes an RGB image whose longer side equals the model's input size (the pipeline stretches
-it to the full square), pads anything short of the square, normalises it the way the model was
-trained, and returns the foreground probability for the unpadded area.
+it to the full square), pads anything short of the square, and normalises it the way the model was
+trained. It runs the graph cut before its sigmoid head (``logits.logit_head``, which also drops the
+side outputs nobody reads): ``predict_logits`` returns the logits on the network's own output grid,
+``predict`` the foreground probability for the unpadded area (the published graph's output).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from PIL import Image
 
 from clearcut import config
 from clearcut.errors import ModelError
+from clearcut.models import logits
 from clearcut.models.registry import INT8_SUFFIX, NORMALISATIONS, ModelSpec, int8_name, spec
 from clearcut.models.store import ModelStore
 
@@ -180,16 +183,19 @@ class SegmentationSession:
         # 26% slower.)
         options.enable_mem_pattern = False
         self.model = model
-        source, profile = str(path), None
+        import onnx
+
+        graph, self.logit_output = logits.logit_head(onnx.load(str(path)))
+        profile = None
         if batch_size > 1:
-            graph = batching.dynamic_batch(path)
+            graph = batching.dynamic_batch(graph)
             shape = f"3x{model.input_size}x{model.input_size}"
             name = graph.graph.input[0].name
             profile = {"trt_profile_min_shapes": f"{name}:1x{shape}",
                        "trt_profile_opt_shapes": f"{name}:{batch_size}x{shape}",
                        "trt_profile_max_shapes": f"{name}:{batch_size}x{shape}"}
-            source = graph.SerializeToString()
-            del graph
+        source = graph.SerializeToString()
+        del graph
         self._session = ort.InferenceSession(source, options, providers=provider_options(providers, profile))
         check_active(requested, self._session.get_providers())
         self._input = self._session.get_inputs()[0].name
@@ -209,7 +215,8 @@ class SegmentationSession:
         return self._session.get_providers()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """The raw probability output (N, 1, size, size) for a normalised NCHW float32 batch."""
+        """The graph's output (N, 1, n, n) for a normalised NCHW float32 batch: the logits on the
+        network's own grid (``logit_output``), or the probability for a graph without a sigmoid head."""
         if self.io_device is None:
             return self._session.run([self._output], {self._input: batch})[0]
         import onnxruntime as ort
@@ -220,19 +227,30 @@ class SegmentationSession:
         self._session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
-    def predict(self, proxy: np.ndarray) -> np.ndarray:
-        """Foreground probability (float32, 0..1) for an RGB uint8 image of longer side ``size``.
+    def predict_logits(self, square: np.ndarray) -> np.ndarray:
+        """The network's logits (float32) on its own output grid for an RGB uint8 square of the input size
+        (``make_square``): 512 x 512 for ISNet's 1024 px input, 320 x 320 for U2-Net's; each logit pixel
+        covers the same share of the square (``logits.to_size`` brings them to any size)."""
+        if square.shape[:2] != (self.size, self.size):
+            raise ValueError(f"input {square.shape[1]}x{square.shape[0]} is not the {self.size} px square")
+        x = preprocess(self.model, square)
+        out = (self.run(x) if self.batcher is None else self.batcher.submit(x[0])[None])[0, 0]
+        out = np.asarray(out, np.float32)
+        return out if self.logit_output else logits.from_probability(out)
 
-        The pipeline hands in the image already stretched to the square input (``make_square``);
-        a non-square input is padded by edge replication to the square and the padding cut off again.
+    def predict(self, proxy: np.ndarray) -> np.ndarray:
+        """Foreground probability (float32, 0..1) for an RGB uint8 image of longer side ``size``: the logits
+        brought to the input size, then the sigmoid (the published graph's own output, within float32
+        rounding).
+
+        A non-square input is padded by edge replication to the square and the padding cut off again.
         """
         h, w = proxy.shape[:2]
         if max(h, w) != self.size:
             raise ValueError(f"proxy {w}x{h} does not have longer side {self.size}")
         pad = ((0, self.size - h), (0, self.size - w), (0, 0))
-        x = preprocess(self.model, np.pad(proxy, pad, mode="edge"))
-        out = (self.run(x) if self.batcher is None else self.batcher.submit(x[0])[None])[0, 0, :h, :w]
-        return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+        out = logits.to_size(self.predict_logits(np.pad(proxy, pad, mode="edge")), (self.size, self.size))
+        return np.ascontiguousarray(out[:h, :w])
 
 
 _sessions: dict[tuple[str, str], SegmentationSession] = {}

@@ -32,7 +32,8 @@ from clearcut.pipeline.encode import CONTENT_TYPES, encode
 # 5: guided upsampling's offset keeps the network's matte at each grid pixel (refine.guided_upsample);
 #    on photos larger than ISNet's input, `quality` averages ISNet on the photo and on its mirror image.
 # 6: the ``soft`` preset's colour-based edges never move a pixel across 0.5 (refine.soft_edges).
-REVISION = 6
+# 7: the networks' logits on their own grid are enlarged to the grid before the sigmoid (segment.to_grid).
+REVISION = 7
 
 
 @dataclass

@@ -3,9 +3,10 @@
 Each network sees the image *stretched* to its square input, the way ISNet (DIS) and U2-Net were
 trained (both resize training images to a square, ignoring aspect ratio); padding a wide photo with
 replicated edges instead puts streaks the networks never saw into up to half of their input, and
-measured 0.04-0.06 IoU worse (benchmarks/QUALITY.md). The predictions are resized back to an
-aspect-preserving proxy (longer side = the largest model's input), which guides the
-full-resolution upsampling in ``refine``.
+measured 0.04-0.06 IoU worse (benchmarks/QUALITY.md). Each network returns its logits on its own output
+grid (ISNet: 512 x 512 for its 1024 px input; ``clearcut.models.logits``); they are enlarged to the grid
+of the photo (``make_guide``) before the sigmoid (``to_grid``), and the resulting matte and the photo at
+the grid's size guide the full-resolution upsampling in ``refine``.
 
 Presets: ``fast`` runs ISNet alone; ``quality`` (the default) also runs U2-Net on photos ISNet sees
 whole and consults it where ISNet is unsure (``models_for``, ``combine``), and on larger photos runs ISNet
@@ -22,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from clearcut import config
+from clearcut.models import logits
 from clearcut.models.session import get_session, make_square  # noqa: F401 (make_square: re-exported)
 from clearcut.models.store import ModelStore
 
@@ -69,7 +71,7 @@ def make_guide(rgb: np.ndarray, size: int) -> np.ndarray:
 
 
 def _resize(matte: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A network's output brought to the grid. Where no axis shrinks, OpenCV's bilinear interpolation is
+    """A probability map brought to the grid. Where no axis shrinks, OpenCV's bilinear interpolation is
     Pillow's to within 1e-7 and 30x faster on a float matte (1024 -> 1536 columns: 25 -> 0.8 ms); a
     shrinking axis keeps Pillow's antialiased (triangle) filter."""
     if matte.shape == shape[:2]:
@@ -77,6 +79,16 @@ def _resize(matte: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if shape[0] >= matte.shape[0] and shape[1] >= matte.shape[1]:
         return cv2.resize(matte, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.asarray(Image.fromarray(matte).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+
+
+def to_grid(net_logits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A network's output (logits on its own grid) as a probability at the grid's size: the logits
+    enlarged, then the sigmoid (``logits.to_size``: sub-pixel structures and edges stay where the
+    network put them; eval/product dis BF at 3 px +0.005, benchmarks/QUALITY.md section 23). A grid
+    smaller than the network's output on an axis takes the probability, antialiased (``_resize``)."""
+    if logits.grows(net_logits, shape):
+        return logits.to_size(net_logits, shape)
+    return _resize(logits.sigmoid(net_logits), shape)
 
 
 CONFIDENT = 0.4  # |p - 0.5| above this (p < 0.1 or p > 0.9): the primary model is trusted alone
@@ -132,13 +144,13 @@ def combine(predictions: list[np.ndarray], pitch: tuple[float, float] | None = N
     return np.where(trusted, primary, mean).astype(np.float32, copy=False)
 
 
-# infer(model name, proxy) -> probability at the proxy's size. The default runs the ONNX session; the
-# benchmarks pass a caching one so experiments do not re-run the networks.
+# infer(model name, square) -> the network's logits on its own output grid (``predict_logits``). The default
+# runs the ONNX session; the benchmarks pass a caching one so experiments do not re-run the networks.
 Infer = Callable[[str, np.ndarray], np.ndarray]
 
 
 def session_infer(store: ModelStore | None = None) -> Infer:
-    return lambda name, proxy: get_session(name, store).predict(proxy)
+    return lambda name, square: get_session(name, store).predict_logits(square)
 
 
 def models_for(models: tuple[str, ...], width: int, height: int, store: ModelStore | None = None
@@ -180,7 +192,7 @@ def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None =
         guide_job = pool.submit(make_guide, rgb, max(s.size for s in sessions))
         squares = {size: make_square(rgb, size, picture) for size in {s.size for s in sessions}}
         guide = guide_job.result()
-    predictions = [_resize(_run(infer, s.model.name, squares[s.size], runs.count(name) > 1), guide.shape)
+    predictions = [to_grid(_run(infer, s.model.name, squares[s.size], runs.count(name) > 1), guide.shape)
                    for name, s in zip(names, sessions)]
     coarsest = min(s.size for s in sessions[1:]) if len(sessions) > 1 else None
     pitch = (guide.shape[1] / coarsest, guide.shape[0] / coarsest) if coarsest else None
@@ -188,8 +200,8 @@ def predict(rgb: np.ndarray, models: tuple[str, ...], store: ModelStore | None =
 
 
 def _run(infer: Infer, name: str, square: np.ndarray, mirrored: bool) -> np.ndarray:
-    """One network's output on its square; with ``mirrored``, the mean of it and of the output on the
-    mirrored square, flipped back."""
+    """One network's logits on its square; with ``mirrored``, the mean of them and of the logits on the
+    mirrored square, flipped back (a grid of pixel centres is its own mirror image, so the two align)."""
     out = infer(name, square)
     if not mirrored:
         return out
