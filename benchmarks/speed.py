@@ -1,7 +1,7 @@
 """Per-stage pipeline time and peak RSS for 1, 4, 12 and 24 MP JPEG inputs, PNG and JPG output.
 
 Each (size, format, layout) case runs in a fresh subprocess so peak RSS is that case's own. The models'
-own time is the time each run spends in the networks' calls (``SegmentationSession.predict``:
+own time is the time each run spends in the networks' calls (``SegmentationSession.predict_logits``:
 normalisation and ``session.run``), so the work outside them — decode, the networks' inputs and grid,
 refinement, compositing, layout, encoding — is stated as a share of the models' time in the same run.
 ``--layouts`` adds listing-image cases (docs/layout.md); their cost is the layout stage's time and the
@@ -47,12 +47,12 @@ def make_input(megapixels: float) -> bytes:
 
 
 def _time_model_calls() -> list[float]:
-    """Wrap the networks' own call (``SegmentationSession.predict``: normalisation and ``session.run``) so
+    """Wrap the networks' own call (``SegmentationSession.predict_logits``: normalisation and ``session.run``) so
     each process() run can tell its model time from the rest; returns the list the durations go to."""
     from clearcut.models.session import SegmentationSession
 
     durations: list[float] = []
-    predict = SegmentationSession.predict
+    predict = SegmentationSession.predict_logits
 
     def timed(self, proxy):
         start = time.perf_counter()
@@ -61,7 +61,7 @@ def _time_model_calls() -> list[float]:
         finally:
             durations.append(time.perf_counter() - start)
 
-    SegmentationSession.predict = timed
+    SegmentationSession.predict_logits = timed
     return durations
 
 

@@ -240,8 +240,8 @@ class SegmentationSession:
 
     def predict(self, proxy: np.ndarray) -> np.ndarray:
         """Foreground probability (float32, 0..1) for an RGB uint8 image of longer side ``size``: the logits
-        brought to the input size, then the sigmoid (the published graph's own output, within float32
-        rounding).
+        brought to the input size, then the sigmoid: the published graph's own output, within that graph's
+        rounding (ISNet takes its sigmoid in fp16: 3e-4).
 
         A non-square input is padded by edge replication to the square and the padding cut off again.
         """
