@@ -2,6 +2,7 @@
 of real cutouts (u2netp) of a synthetic product: a red box on a plain grey backdrop."""
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -174,7 +175,12 @@ def test_shadows_on_transparent_canvases_are_semi_transparent_and_where_they_bel
     added = (rgba[:, :, 3].astype(int) - bare_alpha) > 0
     assert added.any()
     assert rgba[:, :, 3][added & (bare_alpha == 0)].max() < 255  # semi-transparent
-    assert (rgba[:, :, :3][added & (bare_alpha == 0)] == 0).all()  # black
+    # black, away from the subject's own pixels: one pixel from them, resampling may leave the subject a
+    # coverage below half a level that the bare cutout rounds to alpha 0 but the composite still shows
+    near_subject = cv2.dilate((bare_alpha > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    shadow_only = added & ~near_subject
+    assert shadow_only.sum() > 0.9 * (added & (bare_alpha == 0)).sum()
+    assert (rgba[:, :, :3][shadow_only] == 0).all()  # black
     ys, xs = np.nonzero(added & (bare_alpha == 0))
     assert ys.mean() > top + h / 2  # below the subject's middle
     if kind != "drop":
