@@ -171,9 +171,10 @@ def _disk(r: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
-def boundary_f(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None,
-               tolerance: int | None = None) -> float:
-    """DAVIS boundary F-measure of two binary masks (tolerance defaults to 0.008 x diagonal)."""
+def boundary_pr(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None,
+                tolerance: int | None = None) -> tuple[float, float]:
+    """Boundary precision and recall of two binary masks (DAVIS: tolerance 0.008 x diagonal by default):
+    the share of predicted boundary pixels within ``tolerance`` of a true one, and the converse."""
     if tolerance is None:
         tolerance = math.ceil(0.008 * math.hypot(*gt.shape[:2]))
     bp = boundary(pred)
@@ -182,16 +183,33 @@ def boundary_f(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None
     # rim and reward a prediction dilated by the band's width over one on the real edge.
     bg = ~valid if valid is not None else boundary(gt)
     np_, ng = int(bp.sum()), int(bg.sum())
-    if np_ == 0 and ng == 0:
-        return 1.0
     if np_ == 0 or ng == 0:
-        return 0.0
+        return float(np_ == ng), float(np_ == ng)
     k = _disk(tolerance)
     near_g = cv2.dilate(bg.astype(np.uint8), k).astype(bool)
     near_p = cv2.dilate(bp.astype(np.uint8), k).astype(bool)
-    precision = (bp & near_g).sum() / np_
-    recall = (bg & near_p).sum() / ng
-    return float(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+    return float((bp & near_g).sum() / np_), float((bg & near_p).sum() / ng)
+
+
+def boundary_f(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None,
+               tolerance: int | None = None) -> float:
+    """DAVIS boundary F-measure: the harmonic mean of ``boundary_pr``."""
+    precision, recall = boundary_pr(pred, gt, valid, tolerance)
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def grid_tolerances(alpha: np.ndarray, mask: np.ndarray, units: list[float], grid: int) -> dict:
+    """Boundary precision / recall at tolerances of ``units`` network output pixels (the network's
+    ``grid`` px output stretched over the photo's longer side), e.g. 0.5, 1, 2 of ISNet's 512 px logits:
+    how far the boundary error lies from where the network can place an edge."""
+    valid = mask != UNKNOWN
+    valid_mask = None if valid.all() else valid
+    pitch = max(mask.shape) / grid
+    out = {}
+    for unit in units:
+        precision, recall = boundary_pr(alpha >= 0.5, mask >= UNKNOWN, valid_mask, max(1, round(unit * pitch)))
+        out[f"p@{unit:g}"], out[f"r@{unit:g}"] = precision, recall
+    return out
 
 
 def metrics(alpha: np.ndarray, mask: np.ndarray, bf_tolerance: int | None = None) -> dict:
@@ -237,7 +255,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def evaluate(set_dir: Path, model: str, *, plain: bool = False, limit: int | None = None,
              sequences: set[str] | None = None, infer=None, matte_fn=None, verbose: bool = True,
-             ) -> tuple[list[dict], dict]:
+             grid_units: list[float] | None = None, grid: int = 512) -> tuple[list[dict], dict]:
     infer = infer or CachedInfer()
     rows = []
     for i, (name, image_path, mask_path) in enumerate(load_set(set_dir, limit, sequences)):
@@ -250,7 +268,8 @@ def evaluate(set_dir: Path, model: str, *, plain: bool = False, limit: int | Non
             alpha = plain_matte(rgb, model, infer)
         else:
             alpha = pipeline_matte(rgb, model, infer)
-        rows.append({"name": name, "sequence": sequence_of(name)} | metrics(alpha, mask))
+        row = {"name": name, "sequence": sequence_of(name)} | metrics(alpha, mask)
+        rows.append(row | (grid_tolerances(alpha, mask, grid_units, grid) if grid_units else {}))
         if verbose and (i + 1) % 25 == 0:
             print(f"  {i + 1} images", file=sys.stderr, flush=True)
     return rows, summarise(rows)
@@ -298,6 +317,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--csv", type=Path)
     parser.add_argument("--no-cache", action="store_true", help="always run the networks")
+    parser.add_argument("--grid-tolerances", help="also boundary precision / recall within these numbers of the "
+                        "network's output pixels, e.g. 0.5,1,2 (see --grid)")
+    parser.add_argument("--grid", type=int, default=512, help="the network's output size for --grid-tolerances "
+                        "(ISNet's logits: 512)")
     parser.add_argument("--int8-check", action="store_true",
                         help="with --plain and a model name: measure NAME and NAME-int8 on the same images and "
                              "record the result as NAME-int8's quality check (it passes within the tolerances "
@@ -312,11 +335,17 @@ def main(argv=None) -> int:
     infer = segment.session_infer() if args.no_cache else CachedInfer()
     start = time.perf_counter()
     sequences = set(args.sequences.split(",")) if args.sequences else None
+    units = [float(u) for u in args.grid_tolerances.split(",")] if args.grid_tolerances else None
     rows, summary = evaluate(args.set, args.model, plain=args.plain, limit=args.limit,
-                             sequences=sequences, infer=infer)
+                             sequences=sequences, infer=infer, grid_units=units, grid=args.grid)
     label = f"{args.model}{' (plain)' if args.plain else ''} on {args.set} ({len(rows)} images, " \
             f"{time.perf_counter() - start:.0f} s)"
     print_table(label, summary)
+    for unit in units or []:
+        pairs = [(row[f"p@{unit:g}"], row[f"r@{unit:g}"]) for row in rows]
+        p, r = (float(np.mean(v)) for v in zip(*pairs))
+        f = float(np.mean([0.0 if a + b == 0 else 2 * a * b / (a + b) for a, b in pairs]))
+        print(f"boundary within {unit:g} network px: precision {p:.4f} recall {r:.4f} F {f:.4f} (means over photos)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": args.model, "plain": args.plain, "set": str(args.set),
@@ -324,7 +353,8 @@ def main(argv=None) -> int:
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with args.csv.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["name", "sequence", "iou", "mae", "far", "bf", "bf3"])
+            writer = csv.DictWriter(f, fieldnames=["name", "sequence", "iou", "mae", "far", "bf", "bf3"],
+                                    extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
     return 0
