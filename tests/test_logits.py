@@ -7,7 +7,7 @@ import pytest
 from clearcut.models import logits
 
 
-def _isnet_like_head(tmp_path):
+def _isnet_like_head(tmp_path, coordinates="half_pixel"):
     """A graph shaped like ISNet's head: a stride-2 Conv (the logits at half the input size), Casts to and
     from fp16 around a bilinear 2x Resize on pixel centres, a Sigmoid, and a side output."""
     import onnx
@@ -21,7 +21,7 @@ def _isnet_like_head(tmp_path):
         helper.make_node("Conv", ["input", "w", "b"], ["side"], strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("Cast", ["side"], ["side_f"], to=TensorProto.FLOAT),
         helper.make_node("Resize", ["side_f", "", "scales"], ["up"], mode="linear",
-                         coordinate_transformation_mode="half_pixel"),
+                         coordinate_transformation_mode=coordinates),
         helper.make_node("Cast", ["up"], ["up16"], to=TensorProto.FLOAT16),
         helper.make_node("Sigmoid", ["up16"], ["p16"]),
         helper.make_node("Cast", ["p16"], ["output"], to=TensorProto.FLOAT),
@@ -52,6 +52,14 @@ def test_logit_head_cuts_before_the_resize_and_sigmoid_and_reproduces_the_output
     assert raw.shape == (1, 1, 8, 8) and raw.min() < -1 and raw.max() > 1  # logits, not probabilities
     # enlarged on pixel centres, then the sigmoid: the published output within its fp16 rounding
     assert np.abs(logits.to_size(raw[0, 0], (16, 16)) - published[0, 0]).max() < 1e-3
+
+
+def test_a_resize_that_does_not_map_pixel_centres_stays_in_the_graph(tmp_path):
+    import onnx
+
+    cut, found = logits.logit_head(onnx.load(str(_isnet_like_head(tmp_path, "align_corners"))))
+    assert found and [o.name for o in cut.graph.output] == ["up16"]  # the sigmoid's input, after the Resize
+    assert "Resize" in {n.op_type for n in cut.graph.node}
 
 
 def test_a_graph_without_a_sigmoid_head_is_left_as_it_is(tmp_path):

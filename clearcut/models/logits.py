@@ -68,10 +68,18 @@ def _elem_type(model, name: str, producer: dict) -> int:
     return TensorProto.FLOAT  # DequantizeLinear's output, or an fp32 graph's tensor
 
 
+def _attr(node, name: str, default: bytes) -> bytes:
+    return next((a.s for a in node.attribute if a.name == name), default)
+
+
+# Resize coordinate modes that map pixel centres to pixel centres, as OpenCV's INTER_LINEAR does when enlarging.
+_PIXEL_CENTRES = (b"half_pixel", b"pytorch_half_pixel")
+
+
 def logit_head(model) -> tuple[object, bool]:
     """``model`` (an ``onnx.ModelProto``, changed in place) with its first output replaced by the
-    logits before the final sigmoid, and before the bilinear enlargement that precedes it if there is
-    one, pruned to what feeds them; ``(model, True)``. A graph whose first output is not a sigmoid is
+    logits before the final sigmoid, and before the bilinear enlargement on pixel centres that precedes
+    it if there is one (any other resize stays in the graph), pruned to what feeds them; ``(model, True)``. A graph whose first output is not a sigmoid is
     returned as it is with ``False``: its output is a probability."""
     from onnx import helper
 
@@ -82,9 +90,9 @@ def logit_head(model) -> tuple[object, bool]:
         return model, False
     tensor = head.input[0]
     resize = _through(tensor, producer)
-    if resize is not None and resize.op_type == "Resize" and \
-            next((a.s for a in resize.attribute if a.name == "mode"), b"nearest") == b"linear":
-        tensor = resize.input[0]
+    if resize is not None and resize.op_type == "Resize" and _attr(resize, "mode", b"nearest") == b"linear" \
+            and _attr(resize, "coordinate_transformation_mode", b"half_pixel") in _PIXEL_CENTRES:
+        tensor = resize.input[0]  # to_size repeats it (OpenCV's bilinear maps pixel centres the same way)
     output = helper.make_tensor_value_info(tensor, _elem_type(model, tensor, producer), None)
     del graph.output[:]
     graph.output.append(output)
