@@ -83,7 +83,8 @@ def record_job(queue: str, outcome: str, seconds: float | None, result: Mapping 
         m["inference"].labels(models=models).observe(float(timings["infer"]) / 1000.0)
     if (result or {}).get("confidence") is not None:
         m["confidence"].labels(models=models).observe(float(result["confidence"]))
-    # counted last: a scrape that sees the job counted also sees its stages
+    # Counted last. In multiprocess mode a scrape reads the counter and histogram files one after the
+    # other (in directory order), so it is not a snapshot: a reader that needs a job's stages waits for them.
     m["jobs"].labels(queue=queue or "unknown", outcome=outcome).inc()
 
 
