@@ -331,8 +331,10 @@ def test_try_marketplace_preset_and_shadow_picker(tab, key, live, tmp_path):
     upload = tmp_path / "scene.png"
     upload.write_bytes(SCENE_PNG)
     page.set_input_files("#image-file", str(upload))
-    presets = page.eval_on_selector_all("#opt-layout option", "options => options.map(o => o.value)")
     listed = _api(live, key, "GET", "/v2/layouts").json()["data"]
+    # The picker fills itself from its own GET /v2/layouts once the form is shown: wait for that answer.
+    page.wait_for_function("n => document.querySelectorAll('#opt-layout option').length >= n", arg=len(listed) + 1)
+    presets = page.eval_on_selector_all("#opt-layout option", "options => options.map(o => o.value)")
     assert presets == ["", *[p["name"] for p in listed]] and "amazon" in presets
     page.get_by_label("Marketplace layout").select_option("amazon")
     assert "Amazon Seller Central" in page.inner_text("#opt-layout-hint")
