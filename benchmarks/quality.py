@@ -191,11 +191,15 @@ def boundary_pr(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = Non
     return float((bp & near_g).sum() / np_), float((bg & near_p).sum() / ng)
 
 
+def f_measure(precision: float, recall: float) -> float:
+    """The harmonic mean of precision and recall (0 when both are 0)."""
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
 def boundary_f(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None,
                tolerance: int | None = None) -> float:
     """DAVIS boundary F-measure: the harmonic mean of ``boundary_pr``."""
-    precision, recall = boundary_pr(pred, gt, valid, tolerance)
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return f_measure(*boundary_pr(pred, gt, valid, tolerance))
 
 
 def grid_tolerances(alpha: np.ndarray, mask: np.ndarray, units: list[float], grid: int) -> dict:
@@ -344,7 +348,7 @@ def main(argv=None) -> int:
     for unit in units or []:
         pairs = [(row[f"p@{unit:g}"], row[f"r@{unit:g}"]) for row in rows]
         p, r = (float(np.mean(v)) for v in zip(*pairs))
-        f = float(np.mean([0.0 if a + b == 0 else 2 * a * b / (a + b) for a, b in pairs]))
+        f = float(np.mean([f_measure(a, b) for a, b in pairs]))
         print(f"boundary within {unit:g} network px: precision {p:.4f} recall {r:.4f} F {f:.4f} (means over photos)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

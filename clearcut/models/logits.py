@@ -79,8 +79,9 @@ _PIXEL_CENTRES = (b"half_pixel", b"pytorch_half_pixel")
 def logit_head(model) -> tuple[object, bool]:
     """``model`` (an ``onnx.ModelProto``, changed in place) with its first output replaced by the
     logits before the final sigmoid, and before the bilinear enlargement on pixel centres that precedes
-    it if there is one (any other resize stays in the graph), pruned to what feeds them; ``(model, True)``. A graph whose first output is not a sigmoid is
-    returned as it is with ``False``: its output is a probability."""
+    it if there is one (any other resize stays in the graph), pruned to what feeds them; ``(model, True)``.
+    A graph whose first output is not a sigmoid is returned as it is with ``False``: its output is a
+    probability."""
     from onnx import helper
 
     graph = model.graph
